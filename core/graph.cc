@@ -364,8 +364,12 @@ Status Graph::infer_shapes() {
   for (const auto& [n, t] : constants) value(n).shape = t.shape();
   for (const std::string& in : inputs) {
     const ValueInfo* v = find_value(in);
-    if (!v || v->shape.empty()) {
-      return invalid_argument("graph '{}': input '{}' has no shape", name, in);
+    if (!v) return invalid_argument("graph '{}': input '{}' has no value info", name, in);
+    for (int64_t d : v->shape) {
+      if (d < 0) {
+        return invalid_argument("graph '{}': input '{}' has shape {} with an unknown dimension; "
+                                "give the input so its shape is known", name, in, shape_str(v->shape));
+      }
     }
   }
   for (const Node& n : nodes) {

@@ -226,12 +226,17 @@ int32_t requantize_float(int32_t acc, float scale, int32_t zp, int32_t qmin, int
 int32_t quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                        RoundingMode mode) {
   float v = x / scale;
-  if (std::isnan(v)) v = 0.0f;  // a NaN input quantizes to the zero point (as MLAS)
+  if (std::isnan(v)) return qmin;  // MLAS: MAXPS(NaN, bound) returns the bound
   v = round_with_mode_f(v, mode);
   const double y = static_cast<double>(v) + zp;
   if (y <= qmin) return qmin;
   if (y >= qmax) return qmax;
   return static_cast<int32_t>(y);
+}
+
+int32_t float_to_int32_rne(float f) {
+  if (!(f >= -2147483648.0f && f < 2147483648.0f)) return INT32_MIN;
+  return static_cast<int32_t>(std::nearbyint(f));
 }
 
 float dequantize_value(int32_t q, float scale, int32_t zp) {

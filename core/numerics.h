@@ -106,8 +106,14 @@ int32_t requantize(int32_t acc, Multiplier mult, int32_t zp, int32_t qmin, int32
 //   y = int(nearbyintf(f)) + zp        (round half to even)
 int32_t requantize_float(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax);
 
+// float -> int32 as x86 CVTPS2DQ does with the default MXCSR: round half to
+// even; NaN and values outside [-2^31, 2^31) give INT32_MIN (the "integer
+// indefinite" value). onnxruntime's QLinearAdd/Mul rely on it.
+int32_t float_to_int32_rne(float f);
+
 // Quantize a real value (ONNX QuantizeLinear with mode = HALF_TO_EVEN):
-//   q = clamp(round(x / scale) + zp, qmin, qmax), computed in float32.
+//   q = clamp(round(x / scale) + zp, qmin, qmax), computed in float32 with a
+//   true division (as MLAS; not x * (1/scale)). NaN gives qmin (as MLAS).
 int32_t quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
                        RoundingMode mode = RoundingMode::kHalfToEven);
 // Dequantize: x = (q - zp) * scale, in float32.

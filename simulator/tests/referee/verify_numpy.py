@@ -14,8 +14,10 @@ executes it after fusing QDQ node groups:
   * DQ -> GlobalAveragePool -> Q      (QLinearGlobalAveragePool):
       acc = sum(x) - zx * HW;  M = float32(sx / float32(sy * float32(HW)));  same requant
   * DQ, DQ -> Add -> [Relu ->] Q      (QLinearAdd, MLAS AVX2 kernel qladd_avx2.cpp):
-      rA = f32(sA / sC), rB = f32(sB / sC), F = f32(zC) - f32(f32(rA*zA) + f32(rB*zB))
+      rA = f32(sA / sC), rB = f32(sB / sC), F = f32(zC) - fma(rA, zA, f32(rB*zB))
       y  = sat(rne(fma(a, rA, fma(b, rB, F))))   on raw stored values a, b
+    (the source writes F = zC - (rA*zA + rB*zB); the 1.30 build contracts it into an
+    fma, measured with the add_pairs models; --add-variant picks alternatives)
     onnxruntime on x86 first rewrites int8 activation Q/DQ pairs to uint8 (+128 on
     values and zero points; QDQS8ToU8Transformer), which changes these float
     roundings, so int8 Adds are evaluated in the uint8 domain (--no-s8-to-u8 to
@@ -59,7 +61,7 @@ def bcast_axis(p, ndim, axis):
 
 
 class Interp:
-    def __init__(self, model, s8_to_u8=True, add_variant="avx2_fma"):
+    def __init__(self, model, s8_to_u8=True, add_variant="avx2"):
         self.g = model.graph
         self.inits = {t.name: numpy_helper.to_array(t) for t in self.g.initializer}
         self.prod = {o: n for n in self.g.node for o in n.output}
@@ -144,7 +146,6 @@ class Interp:
         self.env[n.output[0]], self.qtype[n.output[0]] = q, qt
 
     def op_DequantizeLinear(self, n):
-        q, s, zp, qt, axis = self.dq_params(n.output[0]) if False else (None,) * 5
         q = np.asarray(self.val(n.input[0])).astype(np.int64)
         s = np.asarray(self.val(n.input[1]), dtype=F32)
         zp = np.asarray(self.val(n.input[2])).astype(np.int64)
@@ -229,11 +230,13 @@ class Interp:
         lo, hi = (0, 255) if shift or qty == "uint8" else (-128, 127)
         ra, rb = F32(sa) / F32(sc), F32(sb) / F32(sc)
         af, bf = a.astype(F32), b.astype(F32)
-        if self.add_variant == "avx2_fma":      # qladd_avx2.cpp
-            fixed = F32(zc) - (F32(ra * F32(za)) + F32(rb * F32(zb)))
-            v = fma_f32(af, ra, fma_f32(bf, rb, F32(fixed)))
-        elif self.add_variant == "avx2_fma_contracted":  # fixed part with an fma
+        if self.add_variant == "avx2":
+            # qladd_avx2.cpp as built in onnxruntime 1.30 (GCC contracts the scalar
+            # "zC - (rA*zA + rB*zB)" into zC - fma(rA, zA, rB*zB); measured, see README)
             fixed = F32(zc) - fma_f32(ra, F32(za), F32(rb * F32(zb)))
+            v = fma_f32(af, ra, fma_f32(bf, rb, F32(fixed)))
+        elif self.add_variant == "avx2_nocontract":  # same source, fixed part without fma
+            fixed = F32(zc) - (F32(ra * F32(za)) + F32(rb * F32(zb)))
             v = fma_f32(af, ra, fma_f32(bf, rb, F32(fixed)))
         elif self.add_variant == "sse":         # qladd.cpp SSE2 path, no fma
             fixed = F32(zc) - (F32(ra * F32(za)) + F32(rb * F32(zb)))
@@ -252,8 +255,8 @@ def main():
     ap.add_argument("manifest")
     ap.add_argument("ort_outdir")
     ap.add_argument("--no-s8-to-u8", action="store_true")
-    ap.add_argument("--add-variant", default="avx2_fma",
-                    choices=["avx2_fma", "avx2_fma_contracted", "sse", "raw"])
+    ap.add_argument("--add-variant", default="avx2",
+                    choices=["avx2", "avx2_nocontract", "sse", "raw"])
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 

@@ -1,0 +1,16 @@
+# Writes OUT (a .cc) holding every PROFILE_DIR/*.yaml as a string, so the
+# binaries carry their chip profiles and run from any directory.
+file(GLOB yamls "${PROFILE_DIR}/*.yaml")
+list(SORT yamls)
+set(body "namespace qeval {\nstruct BuiltinProfile { const char* name; const char* yaml; };\n")
+string(APPEND body "extern const BuiltinProfile kBuiltinProfiles[] = {\n")
+set(count 0)
+foreach(y ${yamls})
+  get_filename_component(n ${y} NAME_WE)
+  file(READ ${y} text)
+  string(APPEND body "  {\"${n}\", R\"qevalyaml(${text})qevalyaml\"},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nextern const int kBuiltinProfileCount = ${count};\n}  // namespace qeval\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

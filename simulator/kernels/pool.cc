@@ -1,0 +1,199 @@
+// MaxPool, AvgPool, GlobalAvgPool.
+#include <cmath>
+
+#include "simulator/kernels/common.h"
+
+namespace qeval {
+
+using namespace kern;
+
+namespace {
+
+struct Window {
+  std::vector<int64_t> k, st, pads, dil;
+  bool include_pad = false;
+  explicit Window(const Node& n)
+      : k(n.attr_ints("kernel", {1, 1})),
+        st(n.attr_ints("strides", {1, 1})),
+        pads(n.attr_ints("pads", {0, 0, 0, 0})),
+        dil(n.attr_ints("dilations", {1, 1})),
+        include_pad(n.attr_int("count_include_pad", 0) != 0) {}
+};
+
+// Calls f(plane_offset, out_index, h0, h1, w0, w1, full_count) for every output
+// position; [h0,h1) x [w0,w1) is the window clipped to the image (dilation 1),
+// full_count the kernel area (for count_include_pad).
+template <typename F>
+void for_windows(const Tensor& X, const Tensor& Y, const Window& w, F&& f) {
+  const int64_t N = X.dim(0), C = X.dim(1), H = X.dim(2), W = X.dim(3);
+  const int64_t OH = Y.dim(2), OW = Y.dim(3);
+  for (int64_t nc = 0; nc < N * C; ++nc)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t hs = oh * w.st[0] - w.pads[0], ws = ow * w.st[1] - w.pads[1];
+        f(nc * H * W, (nc * OH + oh) * OW + ow, hs, ws);
+      }
+}
+
+}  // namespace
+
+Status lower_MaxPool(Node& n, const Graph& g, const ChipProfile& p) {
+  if (!is_integer_node(n, g)) return Status::ok();
+  const QView in = qview(g, n.inputs[0]), out = qview(g, n.outputs[0]);
+  if (!same_quant(in, out)) {
+    QEVAL_ASSIGN_OR_RETURN(n.params["lut"], rescale_lut(n, in, out, p));
+  }
+  return Status::ok();
+}
+
+Result<EvalFn> prepare_MaxPool(const KernelArgs& a) {
+  const Window w(a.node);
+  const bool integer = is_integer_node(a.node, a.graph);
+  const QView in = qview(a.graph, a.node.inputs[0]);
+  const bool has_lut = a.node.params.count("lut") > 0;
+  const Tensor lut = has_lut ? param(a.node, "lut") : Tensor();
+  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *ins[0];
+    Tensor& Y = *out[0];
+    const int64_t H = X.dim(2), W = X.dim(3);
+    for_windows(X, Y, w, [&](int64_t plane, int64_t oi, int64_t hs, int64_t ws) {
+      double best = -INFINITY;
+      int32_t qbest = INT32_MIN;
+      for (int64_t kh = 0; kh < w.k[0]; ++kh) {
+        const int64_t h = hs + kh * w.dil[0];
+        if (h < 0 || h >= H) continue;
+        for (int64_t kw = 0; kw < w.k[1]; ++kw) {
+          const int64_t x = ws + kw * w.dil[1];
+          if (x < 0 || x >= W) continue;
+          if (integer) qbest = std::max(qbest, load_i(X, plane + h * W + x));
+          else best = std::max(best, static_cast<double>(load_f(X, plane + h * W + x)));
+        }
+      }
+      if (!integer) store_f(Y, oi, static_cast<float>(best));
+      else store_i(Y, oi, has_lut ? load_i(lut, qbest - in.qmin) : qbest);
+    });
+    return Status::ok();
+  });
+}
+
+// AvgPool.
+//  float scheme (onnxruntime QLinearAveragePool, docs/onnx-qdq-semantics.md 6):
+//    xf = x_scale * float(q - zx); sum in f32 in window order; sum /= float(count);
+//    y = clamp(nearbyintf(sum / y_scale + float(zy)))
+//    (a window covering the whole unpadded image uses the GlobalAvgPool formula).
+//  integer schemes: y = requantize(sum(q - zx), s_x / (s_y * count)) + zy, one
+//    multiplier per possible count (params m[count], rshift[count]).
+Status lower_AvgPool(Node& n, const Graph& g, const ChipProfile& p) {
+  if (!is_integer_node(n, g)) return Status::ok();
+  const QView in = qview(g, n.inputs[0]), out = qview(g, n.outputs[0]);
+  if (!in.quantized || !out.quantized) {
+    return invalid_argument("{}: integer AvgPool needs quantized input and output", n.describe());
+  }
+  if (p.requant == RequantScheme::kFloat) return Status::ok();
+  const Window w(n);
+  const int64_t area = w.k[0] * w.k[1];
+  std::vector<double> reals(area + 1, 0.0);
+  std::vector<float> freals(area + 1, 0.0f);
+  for (int64_t c = 1; c <= area; ++c) {
+    reals[c] = static_cast<double>(in.s()) / (static_cast<double>(out.s()) * c);
+  }
+  return store_requant(n, reals, freals, p);
+}
+
+Result<EvalFn> prepare_AvgPool(const KernelArgs& a) {
+  const Window w(a.node);
+  const bool integer = is_integer_node(a.node, a.graph);
+  const QView qi = qview(a.graph, a.node.inputs[0]), qo = qview(a.graph, a.node.outputs[0]);
+  const bool float_scheme = a.profile.requant == RequantScheme::kFloat;
+  Requant rq;
+  if (integer && !float_scheme) {
+    QEVAL_ASSIGN_OR_RETURN(rq, load_requant(a.node, a.profile));
+  }
+  for (int64_t d : w.dil) {
+    if (d != 1) return unsupported("{}: dilated AvgPool", a.node.describe());
+  }
+  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *ins[0];
+    Tensor& Y = *out[0];
+    const int64_t H = X.dim(2), W = X.dim(3);
+    const bool global = w.k[0] == H && w.k[1] == W && w.pads == std::vector<int64_t>{0, 0, 0, 0};
+    const float gm = qi.s() / (qo.s() * static_cast<float>(H * W));
+    for_windows(X, Y, w, [&](int64_t plane, int64_t oi, int64_t hs, int64_t ws) {
+      const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + w.k[0], H);
+      const int64_t w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + w.k[1], W);
+      const int64_t count = w.include_pad ? w.k[0] * w.k[1] : (h1 - h0) * (w1 - w0);
+      if (!integer) {
+        double s = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t x = w0; x < w1; ++x) s += load_f(X, plane + h * W + x);
+        store_f(Y, oi, static_cast<float>(s / static_cast<double>(count)));
+        return;
+      }
+      if (float_scheme && !global) {
+        float s = 0.0f;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t x = w0; x < w1; ++x)
+            s = s + qi.s() * static_cast<float>(load_i(X, plane + h * W + x) - qi.z());
+        s = s / static_cast<float>(count);
+        const int32_t q = static_cast<int32_t>(std::nearbyint(s / qo.s() + static_cast<float>(qo.z())));
+        store_i(Y, oi, static_cast<int32_t>(clamp_i64(q, qo.qmin, qo.qmax)));
+        return;
+      }
+      int64_t s = 0;
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t x = w0; x < w1; ++x) s += load_i(X, plane + h * W + x) - qi.z();
+      if (float_scheme) {
+        store_i(Y, oi, requantize_float(saturate_int32(s), gm, qo.z(), qo.qmin, qo.qmax));
+      } else {
+        store_i(Y, oi, rq.apply(saturate_int32(s), count, qo.z(), qo.qmin, qo.qmax));
+      }
+    });
+    return Status::ok();
+  });
+}
+
+// GlobalAvgPool.
+//  float scheme (onnxruntime QLinearGlobalAveragePool): M = x_scale / (y_scale * float(HW)),
+//    y = requantize_float(sum(q) - zx * HW, M, zy)
+//  integer schemes: y = requantize(sum(q - zx), s_x / (s_y * HW)) + zy.
+Status lower_GlobalAvgPool(Node& n, const Graph& g, const ChipProfile& p) {
+  if (!is_integer_node(n, g)) return Status::ok();
+  const QView in = qview(g, n.inputs[0]), out = qview(g, n.outputs[0]);
+  const ValueInfo* vi = g.find_value(n.inputs[0]);
+  if (!in.quantized || !out.quantized || !vi || vi->shape.size() < 3) {
+    return invalid_argument("{}: integer GlobalAvgPool needs quantized input/output of known shape",
+                            n.describe());
+  }
+  int64_t area = 1;
+  for (size_t d = 2; d < vi->shape.size(); ++d) area *= vi->shape[d];
+  return store_requant(n, {static_cast<double>(in.s()) / (static_cast<double>(out.s()) * area)},
+                       {in.s() / (out.s() * static_cast<float>(area))}, p);
+}
+
+Result<EvalFn> prepare_GlobalAvgPool(const KernelArgs& a) {
+  const bool integer = is_integer_node(a.node, a.graph);
+  const QView qi = qview(a.graph, a.node.inputs[0]), qo = qview(a.graph, a.node.outputs[0]);
+  Requant rq;
+  if (integer) {
+    QEVAL_ASSIGN_OR_RETURN(rq, load_requant(a.node, a.profile));
+  }
+  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *ins[0];
+    Tensor& Y = *out[0];
+    const int64_t planes = X.dim(0) * X.dim(1), area = X.numel() / planes;
+    for (int64_t p = 0; p < planes; ++p) {
+      if (integer) {
+        int64_t s = 0;
+        for (int64_t i = 0; i < area; ++i) s += load_i(X, p * area + i) - qi.z();
+        store_i(Y, p, rq.apply(saturate_int32(s), 0, qo.z(), qo.qmin, qo.qmax));
+      } else {
+        double s = 0;
+        for (int64_t i = 0; i < area; ++i) s += load_f(X, p * area + i);
+        store_f(Y, p, static_cast<float>(s / static_cast<double>(area)));
+      }
+    }
+    return Status::ok();
+  });
+}
+
+}  // namespace qeval

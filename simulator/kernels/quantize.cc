@@ -1,0 +1,111 @@
+// Quantize, Dequantize, DynamicQuantize: float <-> integer at graph borders.
+//   Quantize:   q = clamp(round(x / s[c]) + z[c]) (core/numerics quantize_value,
+//               the profile's quantize rounding; ONNX: half to even)
+//   Dequantize: x = float(q - z[c]) * s[c]
+#include <algorithm>
+#include <cmath>
+
+#include "simulator/kernels/common.h"
+
+namespace qeval {
+
+using namespace kern;
+
+namespace {
+
+// Channel of flat index i for per-axis params: (i / inner) % channels.
+int64_t inner_size(const Shape& s, int axis) {
+  int64_t inner = 1;
+  for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  return inner;
+}
+
+Status check_axis(const Node& n, const QView& q, const Graph& g, const std::string& value) {
+  if (q.scale.size() <= 1) return Status::ok();
+  const ValueInfo* vi = g.find_value(value);
+  if (!vi || vi->shape.empty()) return Status::ok();
+  const int r = static_cast<int>(vi->shape.size());
+  const int axis = q.axis < 0 ? q.axis + r : q.axis;
+  if (axis < 0 || axis >= r || vi->shape[axis] != static_cast<int64_t>(q.scale.size())) {
+    return invalid_argument("{}: {} per-axis scales along axis {} of shape {}", n.describe(),
+                            q.scale.size(), q.axis, shape_str(vi->shape));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status lower_Quantize(Node& n, const Graph& g, const ChipProfile&) {
+  const QView q = qview(g, n.outputs[0]);
+  if (!q.quantized) return invalid_argument("{}: output has no quantization params", n.describe());
+  return check_axis(n, q, g, n.outputs[0]);
+}
+
+Result<EvalFn> prepare_Quantize(const KernelArgs& a) {
+  QEVAL_RETURN_IF_ERROR(lower_Quantize(const_cast<Node&>(a.node), a.graph, a.profile));
+  const QView q = qview(a.graph, a.node.outputs[0]);
+  const RoundingMode mode = a.profile.quantize_rounding;
+  return EvalFn([q, mode](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *in[0];
+    const int axis = q.axis < 0 ? q.axis + X.rank() : q.axis;
+    const int64_t inner = q.scale.size() > 1 ? inner_size(X.shape(), axis) : 1;
+    const int64_t C = static_cast<int64_t>(q.scale.size());
+    for (int64_t i = 0; i < X.numel(); ++i) {
+      const int64_t c = C > 1 ? (i / inner) % C : 0;
+      store_i(*out[0], i, quantize_value(load_f(X, i), q.s(c), q.z(c), q.qmin, q.qmax, mode));
+    }
+    return Status::ok();
+  });
+}
+
+Status lower_Dequantize(Node& n, const Graph& g, const ChipProfile&) {
+  const QView q = qview(g, n.inputs[0]);
+  if (!q.quantized) return invalid_argument("{}: input has no quantization params", n.describe());
+  return check_axis(n, q, g, n.inputs[0]);
+}
+
+Result<EvalFn> prepare_Dequantize(const KernelArgs& a) {
+  QEVAL_RETURN_IF_ERROR(lower_Dequantize(const_cast<Node&>(a.node), a.graph, a.profile));
+  const QView q = qview(a.graph, a.node.inputs[0]);
+  return EvalFn([q](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *in[0];
+    const int axis = q.axis < 0 ? q.axis + X.rank() : q.axis;
+    const int64_t inner = q.scale.size() > 1 ? inner_size(X.shape(), axis) : 1;
+    const int64_t C = static_cast<int64_t>(q.scale.size());
+    for (int64_t i = 0; i < X.numel(); ++i) {
+      const int64_t c = C > 1 ? (i / inner) % C : 0;
+      store_f(*out[0], i, dequantize_value(load_i(X, i), q.s(c), q.z(c)));
+    }
+    return Status::ok();
+  });
+}
+
+// DynamicQuantizeLinear (ONNX; onnxruntime's order of operations):
+//   lo = min(min(x), 0), hi = max(max(x), 0)
+//   scale = (hi == lo) ? 1 : (hi - lo) / 255          (float32)
+//   zp = round_half_even(clamp(0 - lo / scale, 0, 255))
+//   y = clamp(round_half_even(x / scale) + zp, 0, 255)
+Status lower_DynamicQuantize(Node&, const Graph&, const ChipProfile&) { return Status::ok(); }
+
+Result<EvalFn> prepare_DynamicQuantize(const KernelArgs&) {
+  return EvalFn([](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *in[0];
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t i = 0; i < X.numel(); ++i) {
+      const float v = load_f(X, i);
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    const float scale = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+    const float z0 = std::max(0.0f, std::min(255.0f, 0.0f - lo / scale));
+    const int32_t zp = static_cast<int32_t>(std::nearbyint(z0));
+    for (int64_t i = 0; i < X.numel(); ++i) {
+      store_i(*out[0], i, quantize_value(load_f(X, i), scale, zp, 0, 255));
+    }
+    store_f(*out[1], 0, scale);
+    store_i(*out[2], 0, zp);
+    return Status::ok();
+  });
+}
+
+}  // namespace qeval
