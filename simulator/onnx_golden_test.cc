@@ -22,18 +22,19 @@ TEST_P(OnnxNodeTest, MatchesExpectedBitForBit) {
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " missing: apt-get install libonnx-testdata";
   auto names = onnx_input_names((dir / "model.onnx").string());
   ASSERT_TRUE(names.is_ok()) << names.status().message();
-  // Input 0 stays a run-time input; the others (scales, zero points, weights)
-  // are folded as constants, as `qeval sim` does for parameters given with --input.
+  // Scales and zero points are folded as constants (as `qeval sim` does with
+  // --input values an op needs as constants); data and weights stay inputs.
   OnnxImportOptions opts;
-  std::map<std::string, Tensor> feeds;
   for (size_t i = 0; i < names->size(); ++i) {
     auto t = read_tensor_pb((dir / "test_data_set_0" / fmt::format("input_{}.pb", i)).string());
     ASSERT_TRUE(t.is_ok()) << t.status().message();
-    if (i == 0) feeds[(*names)[i]] = *t;
-    else opts.bindings[(*names)[i]] = *t;
+    opts.bindings[(*names)[i]] = *t;
   }
   auto g = import_onnx_file((dir / "model.onnx").string(), opts);
   ASSERT_TRUE(g.is_ok()) << g.status().message();
+  ASSERT_FALSE(g->inputs.empty());
+  std::map<std::string, Tensor> feeds;
+  for (const auto& in : g->inputs) feeds[in] = opts.bindings.at(in);
   auto profile = load_profile("onnx-qdq");
   ASSERT_TRUE(profile.is_ok()) << profile.status().message();
   auto lowered = lower_graph(*g, *profile);

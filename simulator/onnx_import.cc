@@ -100,11 +100,6 @@ class Importer {
     }
     for (const auto& in : gp.input()) {
       if (g_.is_constant(in.name())) continue;  // old-style initializer listed as input
-      auto b = opts_.bindings.find(in.name());
-      if (b != opts_.bindings.end()) {
-        add_constant(in.name(), b->second);
-        continue;
-      }
       ValueInfo& v = g_.value(in.name());
       const auto& tt = in.type().tensor_type();
       auto dt = dtype_from_onnx(tt.elem_type());
@@ -146,6 +141,14 @@ class Importer {
       return invalid_argument("input {} ({}) is missing", i, what);
     }
     const Tensor* t = g_.find_constant(n.input(i));
+    auto b = opts_.bindings.find(n.input(i));
+    auto gi = std::find(g_.inputs.begin(), g_.inputs.end(), n.input(i));
+    if (!t && b != opts_.bindings.end() && gi != g_.inputs.end()) {
+      // A graph input needed as a constant (a scale, a zero point) and given: fold it.
+      g_.inputs.erase(gi);
+      add_constant(n.input(i), b->second);
+      t = g_.find_constant(n.input(i));
+    }
     if (!t) {
       return unsupported("input '{}' ({}) must be a constant (an initializer), or be given with "
                          "--input so it can be folded", n.input(i), what);
@@ -284,9 +287,12 @@ class Importer {
       const bool q = op == "QuantizeLinear";
       QEVAL_ASSIGN_OR_RETURN(QuantParams qp,
                              quant_from(n, 1, 2, static_cast<int>(int_attr("axis", 1)), DType::kUInt8));
+      // Q/DQ keep the shape (known for constants and inputs; conv import needs weight shapes).
+      const Shape shape = g_.value(in(n, 0)).shape;
       if (q) {
         add_node(OpKind::kQuantize, n, {in(n, 0)}, {n.output(0)});
         QEVAL_RETURN_IF_ERROR(set_quant(n.output(0), qp));
+        g_.value(n.output(0)).shape = shape;
         return Status::ok();
       }
       const Tensor* xc = g_.find_constant(in(n, 0));
@@ -294,6 +300,7 @@ class Importer {
       QEVAL_RETURN_IF_ERROR(set_quant(in(n, 0), qp));
       add_node(OpKind::kDequantize, n, {in(n, 0)}, {n.output(0)});
       set_float(n.output(0));
+      g_.value(n.output(0)).shape = shape;
       return Status::ok();
     }
     if (op == "DynamicQuantizeLinear") {

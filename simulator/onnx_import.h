@@ -16,8 +16,10 @@
 namespace qeval {
 
 struct OnnxImportOptions {
-  // Graph inputs to fold into constants before import (e.g. scales and zero
-  // points that a model takes as inputs, as the ONNX backend node tests do).
+  // Values of graph inputs. An input that an op needs as a constant (a scale
+  // or zero point that the model takes as an input, as the ONNX backend node
+  // tests do) is folded into a constant and leaves the graph's inputs; the
+  // others stay inputs and must be fed at run time.
   std::map<std::string, Tensor> bindings;
   // Fold DQ -> op -> Q groups into integer ops (off: keep QDQ literally, float ops).
   bool fold_qdq = true;
