@@ -7,10 +7,9 @@
 //   B bytes      tensor data, each tensor at a 64-byte aligned offset
 #include <xxhash.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "core/file_io.h"
 #include "core/graph.h"
 
 namespace qeval {
@@ -230,26 +229,12 @@ Result<Graph> graph_from_bytes(const std::string& bytes, const std::string& sour
 
 Status save_graph(const Graph& g, const std::string& path) {
   QEVAL_ASSIGN_OR_RETURN(std::string bytes, graph_to_bytes(g));
-  // Write to a temporary file and rename, so a crash never leaves half a model.
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return io_error("{}: cannot open for writing", tmp);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) return io_error("{}: write failed (disk full?)", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return io_error("{}: cannot rename from {}", path, tmp);
-  }
-  return Status::ok();
+  return write_file_atomic(path, bytes);
 }
 
 Result<Graph> load_graph(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return not_found("{}: cannot open file", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return graph_from_bytes(ss.str(), path);
+  QEVAL_ASSIGN_OR_RETURN(std::string bytes, read_file(path));
+  return graph_from_bytes(bytes, path);
 }
 
 }  // namespace qeval

@@ -1,6 +1,7 @@
 #include "core/npy.h"
 
-#include <fstream>
+#include "core/file_io.h"
+
 #include <regex>
 #include <sstream>
 
@@ -47,12 +48,7 @@ std::string npy_bytes(const Tensor& t) {
 }
 
 Status write_npy(const std::string& path, const Tensor& t) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return io_error("{}: cannot open for writing", path);
-  const std::string b = npy_bytes(t);
-  f.write(b.data(), static_cast<std::streamsize>(b.size()));
-  if (!f) return io_error("{}: write failed", path);
-  return Status::ok();
+  return write_file_atomic(path, npy_bytes(t));
 }
 
 Result<Tensor> parse_npy(const std::string& b, const std::string& source) {
@@ -116,11 +112,8 @@ Result<Tensor> parse_npy(const std::string& b, const std::string& source) {
 }
 
 Result<Tensor> read_npy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return not_found("{}: cannot open file", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_npy(ss.str(), path);
+  QEVAL_ASSIGN_OR_RETURN(std::string bytes, read_file(path));
+  return parse_npy(bytes, path);
 }
 
 }  // namespace qeval

@@ -2,23 +2,15 @@
 
 #include <onnx/onnx_pb.h>
 
+#include "core/file_io.h"
+
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace qeval {
 
 namespace {
-
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return not_found("{}: cannot open file", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 Result<DType> dtype_from_onnx(int t) {
   switch (t) {

@@ -1,12 +1,12 @@
 #include "simulator/profile.h"
 
+#include "core/file_io.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace qeval {
 
@@ -167,19 +167,16 @@ std::vector<std::string> builtin_profile_names() {
 
 Result<ChipProfile> load_profile(const std::string& name) {
   namespace fs = std::filesystem;
-  auto read_file = [](const fs::path& p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  };
   if (name.ends_with(".yaml") || name.ends_with(".yml")) {
-    if (!fs::exists(name)) return not_found("profile file {} does not exist", name);
-    return parse_profile(read_file(name), name);
+    QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(name));
+    return parse_profile(text, name);
   }
   if (const char* dir = std::getenv("QEVAL_PROFILE_DIR")) {
-    fs::path p = fs::path(dir) / (name + ".yaml");
-    if (fs::exists(p)) return parse_profile(read_file(p), p.string());
+    const std::string p = (fs::path(dir) / (name + ".yaml")).string();
+    if (fs::exists(p)) {
+      QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(p));
+      return parse_profile(text, p);
+    }
   }
   for (int i = 0; i < kBuiltinProfileCount; ++i) {
     if (name == kBuiltinProfiles[i].name) {

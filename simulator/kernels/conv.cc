@@ -6,6 +6,8 @@
 // where requant is the profile's (core/numerics: requantize / requantize_float).
 // An int32 output without QuantParams receives acc itself (ONNX ConvInteger,
 // MatMulInteger). Padding contributes nothing (the pad value is z_x).
+#include <tbb/parallel_for.h>
+
 #include "simulator/kernels/common.h"
 
 namespace qeval {
@@ -102,6 +104,37 @@ Status lower_Conv2d(Node& n, const Graph& g, const ChipProfile& p) {
   return lower_gemm_like(n, g, p, weight_channels(n, g, 0));
 }
 
+// Direct convolution over (batch, output channel) in parallel (TBB; every
+// output element is computed by one task, so results do not depend on the
+// thread count). The loop is shared by the float and the integer form: `acc`
+// starts at the bias, `mac(acc, x_index, w_index)` accumulates one product.
+template <typename Acc, typename Mac, typename Store>
+void conv_loop(const Shape& xs, const Shape& ws, const Shape& ys, const std::vector<int64_t>& strides,
+               const std::vector<int64_t>& pads, const std::vector<int64_t>& dil, int64_t group,
+               const std::function<Acc(int64_t)>& bias, Mac&& mac, Store&& store) {
+  const int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3];
+  const int64_t M = ws[0], Cg = ws[1], KH = ws[2], KW = ws[3];
+  const int64_t OH = ys[2], OW = ys[3], Mg = M / group;
+  tbb::parallel_for(int64_t{0}, N * M, [&](int64_t nm) {
+    const int64_t nb = nm / M, m = nm % M, g0 = (m / Mg) * Cg;
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        Acc acc = bias(m);
+        for (int64_t ic = 0; ic < Cg; ++ic)
+          for (int64_t kh = 0; kh < KH; ++kh) {
+            const int64_t ih = oh * strides[0] - pads[0] + kh * dil[0];
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t iw = ow * strides[1] - pads[1] + kw * dil[1];
+              if (iw < 0 || iw >= W) continue;
+              mac(acc, ((nb * C + g0 + ic) * H + ih) * W + iw, ((m * Cg + ic) * KH + kh) * KW + kw);
+            }
+          }
+        store(((nb * M + m) * OH + oh) * OW + ow, acc, m);
+      }
+  });
+}
+
 Result<EvalFn> prepare_Conv2d(const KernelArgs& a) {
   QEVAL_ASSIGN_OR_RETURN(OutStage st, make_out_stage(a));
   const Node& n = a.node;
@@ -115,56 +148,25 @@ Result<EvalFn> prepare_Conv2d(const KernelArgs& a) {
     const Tensor& W = *in[1];
     const Tensor* B = in.size() > 2 ? in[2] : nullptr;
     Tensor& Y = *out[0];
-    const int64_t N = X.dim(0), C = X.dim(1), H = X.dim(2), Wd = X.dim(3);
-    const int64_t M = W.dim(0), Cg = W.dim(1), KH = W.dim(2), KW = W.dim(3);
-    const int64_t OH = Y.dim(2), OW = Y.dim(3), Mg = M / group;
-    const int64_t w_inner = Cg * KH * KW;
     if (st.is_float) {
-      for (int64_t nb = 0; nb < N; ++nb)
-        for (int64_t m = 0; m < M; ++m) {
-          const int64_t g0 = (m / Mg) * Cg;
-          for (int64_t oh = 0; oh < OH; ++oh)
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              double acc = B ? load_f(*B, m) : 0.0;
-              for (int64_t ic = 0; ic < Cg; ++ic)
-                for (int64_t kh = 0; kh < KH; ++kh) {
-                  const int64_t ih = oh * strides[0] - pads[0] + kh * dil[0];
-                  if (ih < 0 || ih >= H) continue;
-                  for (int64_t kw = 0; kw < KW; ++kw) {
-                    const int64_t iw = ow * strides[1] - pads[1] + kw * dil[1];
-                    if (iw < 0 || iw >= Wd) continue;
-                    acc += static_cast<double>(load_f(X, ((nb * C + g0 + ic) * H + ih) * Wd + iw)) *
-                           load_f(W, ((m * Cg + ic) * KH + kh) * KW + kw);
-                  }
-                }
-              store_f(Y, ((nb * M + m) * OH + oh) * OW + ow, static_cast<float>(acc));
-            }
-        }
+      conv_loop<double>(
+          X.shape(), W.shape(), Y.shape(), strides, pads, dil, group,
+          [&](int64_t m) { return B ? static_cast<double>(load_f(*B, m)) : 0.0; },
+          [&](double& acc, int64_t xi, int64_t wi) {
+            acc += static_cast<double>(load_f(X, xi)) * load_f(W, wi);
+          },
+          [&](int64_t yi, double acc, int64_t) { store_f(Y, yi, static_cast<float>(acc)); });
       return Status::ok();
     }
     const std::vector<int32_t> xc = centered(X, qx, 1, 1);
-    const std::vector<int32_t> wc = centered(W, qw, w_inner, M);
-    for (int64_t nb = 0; nb < N; ++nb)
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t g0 = (m / Mg) * Cg;
-        const int64_t bias = B ? B->get_int(m) : 0;
-        for (int64_t oh = 0; oh < OH; ++oh)
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            int64_t acc = bias;
-            for (int64_t ic = 0; ic < Cg; ++ic)
-              for (int64_t kh = 0; kh < KH; ++kh) {
-                const int64_t ih = oh * strides[0] - pads[0] + kh * dil[0];
-                if (ih < 0 || ih >= H) continue;
-                for (int64_t kw = 0; kw < KW; ++kw) {
-                  const int64_t iw = ow * strides[1] - pads[1] + kw * dil[1];
-                  if (iw < 0 || iw >= Wd) continue;
-                  acc += static_cast<int64_t>(xc[((nb * C + g0 + ic) * H + ih) * Wd + iw]) *
-                         wc[((m * Cg + ic) * KH + kh) * KW + kw];
-                }
-              }
-            st.store(Y, ((nb * M + m) * OH + oh) * OW + ow, acc, m);
-          }
-      }
+    const std::vector<int32_t> wc = centered(W, qw, W.numel() / W.dim(0), W.dim(0));
+    conv_loop<int64_t>(
+        X.shape(), W.shape(), Y.shape(), strides, pads, dil, group,
+        [&](int64_t m) { return B ? B->get_int(m) : int64_t{0}; },
+        [&](int64_t& acc, int64_t xi, int64_t wi) {
+          acc += static_cast<int64_t>(xc[xi]) * wc[wi];
+        },
+        [&](int64_t yi, int64_t acc, int64_t m) { st.store(Y, yi, acc, m); });
     return Status::ok();
   });
 }

@@ -13,11 +13,17 @@ using namespace kern;
 
 namespace {
 
-// Channel of flat index i for per-axis params: (i / inner) % channels.
-int64_t inner_size(const Shape& s, int axis) {
+// Calls f(i, c) for every element i of X, c its channel along the per-axis
+// params' axis: (i / inner) % channels (0 for per-tensor params).
+template <typename F>
+void for_each_with_channel(const Tensor& X, const QView& q, F&& f) {
+  const int64_t C = static_cast<int64_t>(q.scale.size());
   int64_t inner = 1;
-  for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
-  return inner;
+  if (C > 1) {
+    const int axis = q.axis < 0 ? q.axis + X.rank() : q.axis;
+    for (int d = axis + 1; d < X.rank(); ++d) inner *= X.dim(d);
+  }
+  for (int64_t i = 0; i < X.numel(); ++i) f(i, C > 1 ? (i / inner) % C : 0);
 }
 
 Status check_axis(const Node& n, const QView& q, const Graph& g, const std::string& value) {
@@ -46,14 +52,9 @@ Result<EvalFn> prepare_Quantize(const KernelArgs& a) {
   const QView q = qview(a.graph, a.node.outputs[0]);
   const RoundingMode mode = a.profile.quantize_rounding;
   return EvalFn([q, mode](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
-    const Tensor& X = *in[0];
-    const int axis = q.axis < 0 ? q.axis + X.rank() : q.axis;
-    const int64_t inner = q.scale.size() > 1 ? inner_size(X.shape(), axis) : 1;
-    const int64_t C = static_cast<int64_t>(q.scale.size());
-    for (int64_t i = 0; i < X.numel(); ++i) {
-      const int64_t c = C > 1 ? (i / inner) % C : 0;
-      store_i(*out[0], i, quantize_value(load_f(X, i), q.s(c), q.z(c), q.qmin, q.qmax, mode));
-    }
+    for_each_with_channel(*in[0], q, [&](int64_t i, int64_t c) {
+      store_i(*out[0], i, quantize_value(load_f(*in[0], i), q.s(c), q.z(c), q.qmin, q.qmax, mode));
+    });
     return Status::ok();
   });
 }
@@ -68,14 +69,9 @@ Result<EvalFn> prepare_Dequantize(const KernelArgs& a) {
   QEVAL_RETURN_IF_ERROR(lower_Dequantize(const_cast<Node&>(a.node), a.graph, a.profile));
   const QView q = qview(a.graph, a.node.inputs[0]);
   return EvalFn([q](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
-    const Tensor& X = *in[0];
-    const int axis = q.axis < 0 ? q.axis + X.rank() : q.axis;
-    const int64_t inner = q.scale.size() > 1 ? inner_size(X.shape(), axis) : 1;
-    const int64_t C = static_cast<int64_t>(q.scale.size());
-    for (int64_t i = 0; i < X.numel(); ++i) {
-      const int64_t c = C > 1 ? (i / inner) % C : 0;
-      store_f(*out[0], i, dequantize_value(load_i(X, i), q.s(c), q.z(c)));
-    }
+    for_each_with_channel(*in[0], q, [&](int64_t i, int64_t c) {
+      store_f(*out[0], i, dequantize_value(load_i(*in[0], i), q.s(c), q.z(c)));
+    });
     return Status::ok();
   });
 }
