@@ -291,7 +291,7 @@ def main():
         unf = [f for f in it.fused if f.startswith("UNFUSED")]
         if unf:
             print("      " + "; ".join(unf))
-    print(f"verify_numpy: {len(man['models'])} models, {tot - bad}/{tot} elements equal to onnxruntime")
+    print(f"verify_numpy: {len(man['models'])} models, {tot - bad}/{tot} elements equal to the outputs given")
     sys.exit(0 if bad == 0 else 1)
 
 
