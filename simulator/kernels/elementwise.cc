@@ -234,7 +234,7 @@ Result<EvalFn> prepare_Mul(const KernelArgs& a) {
 }
 
 // BatchNorm: float only (qeval folds BN into the preceding conv before quantizing).
-Status lower_BatchNorm(Node& n, const Graph& g, const ChipProfile&) {
+static Status check_float_batchnorm(const Node& n, const Graph& g) {
   if (is_integer_node(n, g)) {
     return unsupported("{}: BatchNorm on integer data; fold it into the preceding Conv2d before "
                        "quantization", n.describe());
@@ -242,8 +242,12 @@ Status lower_BatchNorm(Node& n, const Graph& g, const ChipProfile&) {
   return Status::ok();
 }
 
+Status lower_BatchNorm(Node& n, const Graph& g, const ChipProfile&) {
+  return check_float_batchnorm(n, g);
+}
+
 Result<EvalFn> prepare_BatchNorm(const KernelArgs& a) {
-  QEVAL_RETURN_IF_ERROR(lower_BatchNorm(const_cast<Node&>(a.node), a.graph, a.profile));
+  QEVAL_RETURN_IF_ERROR(check_float_batchnorm(a.node, a.graph));
   const float eps = static_cast<float>(a.node.attr_float("epsilon", 1e-5));
   return EvalFn([eps](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *in[0];

@@ -39,16 +39,21 @@ Status check_axis(const Node& n, const QView& q, const Graph& g, const std::stri
   return Status::ok();
 }
 
+// The border value (Quantize's output, Dequantize's input) must carry valid params.
+Status check_quantized(const Node& n, const Graph& g, const std::string& value, const char* what) {
+  const QView q = qview(g, value);
+  if (!q.quantized) return invalid_argument("{}: {} has no quantization params", n.describe(), what);
+  return check_axis(n, q, g, value);
+}
+
 }  // namespace
 
 Status lower_Quantize(Node& n, const Graph& g, const ChipProfile&) {
-  const QView q = qview(g, n.outputs[0]);
-  if (!q.quantized) return invalid_argument("{}: output has no quantization params", n.describe());
-  return check_axis(n, q, g, n.outputs[0]);
+  return check_quantized(n, g, n.outputs[0], "output");
 }
 
 Result<EvalFn> prepare_Quantize(const KernelArgs& a) {
-  QEVAL_RETURN_IF_ERROR(lower_Quantize(const_cast<Node&>(a.node), a.graph, a.profile));
+  QEVAL_RETURN_IF_ERROR(check_quantized(a.node, a.graph, a.node.outputs[0], "output"));
   const QView q = qview(a.graph, a.node.outputs[0]);
   const RoundingMode mode = a.profile.quantize_rounding;
   return EvalFn([q, mode](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
@@ -60,13 +65,11 @@ Result<EvalFn> prepare_Quantize(const KernelArgs& a) {
 }
 
 Status lower_Dequantize(Node& n, const Graph& g, const ChipProfile&) {
-  const QView q = qview(g, n.inputs[0]);
-  if (!q.quantized) return invalid_argument("{}: input has no quantization params", n.describe());
-  return check_axis(n, q, g, n.inputs[0]);
+  return check_quantized(n, g, n.inputs[0], "input");
 }
 
 Result<EvalFn> prepare_Dequantize(const KernelArgs& a) {
-  QEVAL_RETURN_IF_ERROR(lower_Dequantize(const_cast<Node&>(a.node), a.graph, a.profile));
+  QEVAL_RETURN_IF_ERROR(check_quantized(a.node, a.graph, a.node.inputs[0], "input"));
   const QView q = qview(a.graph, a.node.inputs[0]);
   return EvalFn([q](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     for_each_with_channel(*in[0], q, [&](int64_t i, int64_t c) {
