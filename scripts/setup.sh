@@ -11,7 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libxxhash-dev libonnx-dev libonnx-testdata libprotobuf-dev
   protobuf-compiler zlib1g-dev dataset-fashion-mnist
-  python3 python3-numpy python3-onnx python3-torch python3-torchvision
+  python3 python3-numpy python3-onnx python3-torch python3-torchvision python3-opencv
 )
 missing=()
 for p in "${PKGS[@]}"; do
