@@ -1,0 +1,134 @@
+#include "models/cache.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "core/file_io.h"
+
+namespace qeval {
+
+namespace fs = std::filesystem;
+
+std::string cache_root() {
+  if (const char* c = std::getenv("QEVAL_CACHE"); c && *c) return c;
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".cache" / "qeval").string();
+  return (fs::temp_directory_path() / "qeval-cache").string();
+}
+
+Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts) {
+  std::string root = opts.data_root;
+  if (root.empty()) {
+    const char* env = std::getenv("QEVAL_FASHION_MNIST");
+    root = env && *env ? env : "/usr/share/datasets/fashion-mnist";
+  }
+  XXH64_state_t* st = XXH64_createState();
+  XXH64_reset(st, 0);
+  // Both classifiers and det_tiny (its scenes are composited from it) derive from Fashion-MNIST.
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte"}) {
+    std::string p = (fs::path(root) / f).string();
+    if (fs::exists(p + ".gz")) p += ".gz";
+    auto bytes = read_file(p);
+    if (!bytes.is_ok()) {
+      XXH64_freeState(st);
+      return bytes.status();
+    }
+    XXH64_update(st, bytes->data(), bytes->size());
+  }
+  const uint64_t h = XXH64_digest(st);
+  XXH64_freeState(st);
+  return fmt::format("{:016x}", h);
+}
+
+Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts) {
+  QEVAL_ASSIGN_OR_RETURN(std::string data, dataset_fingerprint(m, opts));
+  const TrainRecipe& r = m.recipe;
+  const std::string canon = fmt::format(
+      "model={};dataset={}:{};code={};opt={};lr={:.17g};mom={:.17g};nest={};wd={:.17g};batch={};epochs={};"
+      "sched={};warm={:.17g};hflip={};seed={};limit={}",
+      m.name, m.dataset, data, kTrainerCodeVersion, r.optimizer, r.peak_lr, r.momentum, r.nesterov,
+      r.weight_decay, r.batch, r.epochs, r.schedule, r.warmup, r.hflip, r.seed, r.train_limit);
+  return fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
+}
+
+namespace {
+
+// flock()-based exclusive lock, released on destruction (or when the process dies).
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) : fd_(::open(path.c_str(), O_CREAT | O_RDWR, 0644)) {
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~FileLock() {
+    if (fd_ >= 0) {
+      ::flock(fd_, LOCK_UN);
+      ::close(fd_);
+    }
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+void fill_eval_from_metadata(const Graph& g, EvalResult* ev) {
+  for (const char* m : {"top1", "mAP"}) {
+    auto it = g.metadata.find(std::string("fp32_") + m);
+    if (it == g.metadata.end()) continue;
+    ev->metric = m;
+    if (ev->metric == "mAP") ev->coco[0] = std::stod(it->second);
+    else ev->top1 = std::stod(it->second);
+  }
+  if (auto it = g.metadata.find("fp32_eval_samples"); it != g.metadata.end()) ev->samples = std::stoll(it->second);
+}
+
+}  // namespace
+
+Result<Baseline> fp32_baseline(const ZooModel& m, const TrainOptions& opts_in, CachePolicy policy) {
+  Baseline b;
+  QEVAL_ASSIGN_OR_RETURN(b.key, baseline_key(m, opts_in));
+  const fs::path dir = fs::path(cache_root()) / "fp32";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return io_error("{}: cannot create cache folder: {}", dir.string(), ec.message());
+  b.path = (dir / fmt::format("{}-{}.qmodel", m.name, b.key)).string();
+  FileLock lock(b.path + ".lock");
+  if (!lock.ok()) return io_error("{}.lock: cannot open lock file", b.path);
+
+  if (policy == CachePolicy::kUse && fs::exists(b.path)) {
+    auto g = load_graph(b.path);
+    if (g.is_ok() && g->metadata.count("cache_key") && g->metadata.at("cache_key") == b.key) {
+      b.graph = std::move(g).value();
+      b.cache_hit = true;
+      fill_eval_from_metadata(b.graph, &b.eval);
+      return b;
+    }
+    b.rebuilt_corrupt = true;
+    std::cerr << fmt::format("[cache] {}: {}; rebuilding\n", b.path,
+                             g.is_ok() ? "entry has a different key" : g.status().message());
+    fs::remove(b.path, ec);
+  }
+  TrainOptions opts = opts_in;
+  const std::string ckpt_dir = b.path.substr(0, b.path.size() - 7) + ".ckpt";
+  if (policy != CachePolicy::kBypass && opts.checkpoint_dir.empty()) {
+    opts.checkpoint_dir = ckpt_dir;
+    opts.resume = policy == CachePolicy::kUse;
+  }
+  QEVAL_ASSIGN_OR_RETURN(b.train, train_zoo_model(m, opts));
+  b.graph = b.train.graph;
+  b.eval = b.train.eval;
+  b.graph.metadata["cache_key"] = b.key;
+  b.graph.metadata["code_version"] = kTrainerCodeVersion;
+  if (policy == CachePolicy::kBypass) return b;
+  QEVAL_RETURN_IF_ERROR(save_graph(b.graph, b.path));
+  if (opts.checkpoint_dir == ckpt_dir) fs::remove_all(ckpt_dir, ec);
+  return b;
+}
+
+}  // namespace qeval

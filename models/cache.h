@@ -1,0 +1,37 @@
+// Artifact cache of fp32 baselines: trained weights keyed by a hash of
+// (model, dataset fingerprint, recipe, code version) under $QEVAL_CACHE or
+// ~/.cache/qeval. A second request is a hit; an entry whose checksum fails
+// (the qmodel container's XXH64) or whose key differs is rebuilt. Training
+// writes per-epoch checkpoints beside the entry and resumes from them, so an
+// interrupted training run loses at most one epoch. Concurrent requests for
+// the same entry wait on a file lock instead of training twice.
+#pragma once
+
+#include <string>
+
+#include "models/trainer.h"
+
+namespace qeval {
+
+// Bump when a zoo builder or the trainer changes what a recipe produces.
+inline constexpr const char* kTrainerCodeVersion = "qeval-fp32-trainer-1";
+
+std::string cache_root();  // $QEVAL_CACHE, else $HOME/.cache/qeval
+// Hex XXH64 of the model's training data files (Fashion-MNIST IDX files).
+Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts);
+Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts);
+
+struct Baseline {
+  Graph graph;
+  std::string path;  // the cache entry
+  std::string key;
+  bool cache_hit = false;
+  bool rebuilt_corrupt = false;
+  EvalResult eval;           // from the entry's metadata on a hit
+  TrainResult train;         // filled when trained now
+};
+
+enum class CachePolicy { kUse, kRefresh /* retrain and overwrite */, kBypass /* train, do not store */ };
+Result<Baseline> fp32_baseline(const ZooModel& m, const TrainOptions& opts, CachePolicy policy = CachePolicy::kUse);
+
+}  // namespace qeval

@@ -1,0 +1,180 @@
+#include "models/train_loop.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+
+#include "core/file_io.h"
+
+namespace qeval {
+
+namespace fs = std::filesystem;
+
+uint64_t train_rng_next(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total) {
+  auto cos_anneal = [](double a, double b, double p) { return b + (a - b) / 2 * (1 + std::cos(M_PI * p)); };
+  if (r.schedule == "constant") return r.peak_lr;
+  if (r.schedule == "cosine") return cos_anneal(r.peak_lr, 0, static_cast<double>(t) / std::max<int64_t>(1, total));
+  const double start = r.peak_lr / 25, end = start / 1e4;
+  const double warm = std::max(1.0, r.warmup * total);
+  if (t < warm) return cos_anneal(start, r.peak_lr, t / warm);
+  return cos_anneal(r.peak_lr, end, (t - warm) / std::max(1.0, total - warm));
+}
+
+namespace {
+
+std::string fmt_duration(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
+                                                        const TrainRecipe& r) {
+  if (r.optimizer == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(r.peak_lr).weight_decay(r.weight_decay));
+  }
+  return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(r.peak_lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+}
+
+std::string ckpt_path(const std::string& dir, const std::string& model, int epoch, const char* ext) {
+  return (fs::path(dir) / fmt::format("{}.epoch{:03d}{}", model, epoch, ext)).string();
+}
+
+}  // namespace
+
+Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
+                                  const BatchLossFn& loss_fn, const TrainOptions& opts) {
+  const TrainRecipe& r = model.recipe;
+  if (r.optimizer != "sgd" && r.optimizer != "adam") {
+    return invalid_argument("{}: optimizer '{}' (use sgd or adam)", model.name, r.optimizer);
+  }
+  if (r.schedule != "onecycle" && r.schedule != "cosine" && r.schedule != "constant") {
+    return invalid_argument("{}: schedule '{}' (use onecycle, cosine or constant)", model.name, r.schedule);
+  }
+  if (r.batch <= 0 || r.epochs <= 0) return invalid_argument("{}: batch and epochs must be > 0", model.name);
+  auto opt = make_optimizer(module.parameters(), r);
+  const int64_t steps_per_epoch = (num_samples + r.batch - 1) / r.batch;
+  const int64_t total_steps = steps_per_epoch * r.epochs;
+  LoopResult out;
+
+  // Resume: the newest complete checkpoint (weights + optimizer state).
+  if (opts.resume && !opts.checkpoint_dir.empty()) {
+    for (int e = r.epochs; e >= 1; --e) {
+      const std::string gp = ckpt_path(opts.checkpoint_dir, model.name, e, ".qmodel");
+      const std::string op = ckpt_path(opts.checkpoint_dir, model.name, e, ".optim.pt");
+      if (!fs::exists(gp) || !fs::exists(op)) continue;
+      auto g = load_graph(gp);
+      if (!g.is_ok()) return g.status().with_context("resume");
+      QEVAL_RETURN_IF_ERROR(module.load_weights(*g).with_context(gp));
+      try {
+        torch::load(*opt, op);
+      } catch (const std::exception& ex) {
+        return data_loss("{}: cannot read optimizer state: {}", op, ex.what());
+      }
+      out.first_epoch = e;
+      for (int k = 1; k <= e; ++k) {
+        auto lg = load_graph(ckpt_path(opts.checkpoint_dir, model.name, k, ".qmodel"));
+        out.epoch_loss.push_back(lg.is_ok() && lg->metadata.count("train_loss")
+                                     ? std::stod(lg->metadata.at("train_loss"))
+                                     : NAN);
+      }
+      if (opts.progress) std::cerr << fmt::format("[train {}] resumed after epoch {} from {}\n", model.name, e, gp);
+      break;
+    }
+  }
+
+  const bool tty = isatty(2);
+  const auto t_start = std::chrono::steady_clock::now();
+  int64_t images_done = 0;
+  module.train(true);
+  for (int epoch = out.first_epoch; epoch < r.epochs; ++epoch) {
+    // Permutation of epoch e from (seed, e): Fisher–Yates with splitmix64.
+    std::vector<int64_t> perm(num_samples);
+    std::iota(perm.begin(), perm.end(), 0);
+    uint64_t rs = r.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + 17;
+    for (int64_t i = num_samples - 1; i > 0; --i) {
+      std::swap(perm[i], perm[train_rng_next(rs) % static_cast<uint64_t>(i + 1)]);
+    }
+    double loss_sum = 0;
+    int64_t loss_n = 0;
+    auto last_print = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+      const int64_t b0 = s * r.batch, b1 = std::min(num_samples, b0 + r.batch);
+      std::vector<int64_t> idx(perm.begin() + b0, perm.begin() + b1);
+      set_lr(*opt, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps));
+      torch::Tensor loss;
+      try {
+        opt->zero_grad();
+        loss = loss_fn(idx, rs ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull));
+        loss.backward();
+        opt->step();
+      } catch (const std::exception& ex) {
+        std::string msg = ex.what();
+        if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+        return internal_error("{}: training step failed: {}", model.name, msg);
+      }
+      const double lv = loss.item<double>();
+      if (!std::isfinite(lv)) {
+        return internal_error("{}: loss is {} at epoch {} step {} (lr {:.3g}); lower the learning rate",
+                              model.name, lv, epoch + 1, s, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps));
+      }
+      loss_sum += lv * static_cast<double>(idx.size());
+      loss_n += static_cast<int64_t>(idx.size());
+      images_done += static_cast<int64_t>(idx.size());
+      const auto now = std::chrono::steady_clock::now();
+      const double since = std::chrono::duration<double>(now - last_print).count();
+      if (opts.progress && (s + 1 == steps_per_epoch || since > (tty ? 0.5 : 30.0))) {
+        last_print = now;
+        const double el = std::chrono::duration<double>(now - t_start).count();
+        const double ips = images_done / std::max(1e-9, el);
+        const int64_t left = (r.epochs - epoch - 1) * num_samples + (num_samples - b1);
+        std::cerr << fmt::format("{}[train {}] epoch {}/{} step {}/{} loss {:.4f} lr {:.4f} {:.0f} img/s ETA {}{}",
+                                 tty ? "\r" : "", model.name, epoch + 1, r.epochs, s + 1, steps_per_epoch,
+                                 loss_sum / loss_n, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps), ips,
+                                 fmt_duration(left / std::max(1.0, ips)), tty ? "\033[K" : "\n");
+      }
+    }
+    if (opts.progress && tty) std::cerr << "\n";
+    out.epoch_loss.push_back(loss_sum / std::max<int64_t>(1, loss_n));
+    if (!opts.checkpoint_dir.empty()) {
+      std::error_code ec;
+      fs::create_directories(opts.checkpoint_dir, ec);
+      if (ec) return io_error("{}: cannot create checkpoint folder: {}", opts.checkpoint_dir, ec.message());
+      QEVAL_ASSIGN_OR_RETURN(Graph g, module.to_graph());
+      g.metadata["epoch"] = std::to_string(epoch + 1);
+      g.metadata["train_loss"] = fmt::format("{:.17g}", out.epoch_loss.back());
+      // Optimizer first, graph last: a graph file marks a complete checkpoint.
+      const std::string op = ckpt_path(opts.checkpoint_dir, model.name, epoch + 1, ".optim.pt");
+      try {
+        torch::save(*opt, op + ".tmp");
+      } catch (const std::exception& ex) {
+        return io_error("{}: cannot write optimizer state: {}", op, ex.what());
+      }
+      fs::rename(op + ".tmp", op, ec);
+      if (ec) return io_error("{}: {}", op, ec.message());
+      QEVAL_RETURN_IF_ERROR(save_graph(g, ckpt_path(opts.checkpoint_dir, model.name, epoch + 1, ".qmodel")));
+    }
+  }
+  module.train(false);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  out.images_per_second = images_done / std::max(1e-9, out.seconds);
+  return out;
+}
+
+}  // namespace qeval

@@ -1,0 +1,40 @@
+// The training loop shared by the classifier and detector trainers (LibTorch
+// inside: include from models/ sources only). The caller supplies the loss of
+// a batch; the loop owns the optimizer, LR schedule, shuffling, progress line
+// and per-epoch checkpoints.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "models/trainer.h"
+#include "quant/interpreter.h"
+
+namespace qeval {
+
+// splitmix64 step: the trainer's only random source (portable, seedable).
+uint64_t train_rng_next(uint64_t& state);
+
+// Loss of the batch `idx` (sample indices) of epoch `epoch`; `rng` is seeded
+// from (recipe seed, epoch, batch) for augmentation decisions.
+using BatchLossFn = std::function<torch::Tensor(const std::vector<int64_t>& idx, uint64_t rng)>;
+
+struct LoopResult {
+  std::vector<double> epoch_loss;
+  double seconds = 0;
+  double images_per_second = 0;
+  int first_epoch = 0;
+};
+
+Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
+                                  const BatchLossFn& loss_fn, const TrainOptions& opts);
+
+// Writes the recipe, dataset and fp32 score into the graph's metadata.
+void record_recipe(Graph& g, const ZooModel& m, const EvalResult& ev);
+
+// LR of step t of T under the recipe's schedule (one-cycle as torch's OneCycleLR
+// with cos annealing: start peak/25, rise over warmup·T, fall to start/1e4).
+double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total);
+
+}  // namespace qeval

@@ -1,0 +1,244 @@
+#include "quant/interpreter.h"
+
+#include <set>
+
+namespace qeval {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor to_torch(const Tensor& t) {
+  c10::ScalarType st = torch::kFloat32;
+  switch (t.dtype()) {
+    case DType::kFloat32: st = torch::kFloat32; break;
+    case DType::kInt8: st = torch::kInt8; break;
+    case DType::kUInt8: st = torch::kUInt8; break;
+    case DType::kInt16: st = torch::kInt16; break;
+    case DType::kInt32: st = torch::kInt32; break;
+    case DType::kInt64: st = torch::kInt64; break;
+  }
+  std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+  return torch::from_blob(const_cast<void*>(t.raw()), shape, st).clone();
+}
+
+Result<Tensor> from_torch(const torch::Tensor& in) {
+  torch::Tensor t = in.detach().contiguous().cpu();
+  DType d;
+  switch (t.scalar_type()) {
+    case torch::kFloat32: d = DType::kFloat32; break;
+    case torch::kInt8: d = DType::kInt8; break;
+    case torch::kUInt8: d = DType::kUInt8; break;
+    case torch::kInt16: d = DType::kInt16; break;
+    case torch::kInt32: d = DType::kInt32; break;
+    case torch::kInt64: d = DType::kInt64; break;
+    default: return unsupported("tensor of torch dtype {} has no qeval dtype", c10::toString(t.scalar_type()));
+  }
+  Tensor out(d, Shape(t.sizes().begin(), t.sizes().end()));
+  std::memcpy(out.raw(), t.data_ptr(), out.nbytes());
+  return out;
+}
+
+Result<std::unique_ptr<GraphModule>> GraphModule::create(const Graph& g) {
+  std::unique_ptr<GraphModule> m(new GraphModule(g));
+  QEVAL_RETURN_IF_ERROR(m->init());
+  return m;
+}
+
+Status GraphModule::init() {
+  QEVAL_RETURN_IF_ERROR(graph_.validate());
+  // Which constants train: weights/biases of Conv2d, Linear, BatchNorm (γ, β), LayerNorm.
+  std::set<std::string> trainable;
+  for (const Node& n : graph_.nodes) {
+    switch (n.op) {
+      case OpKind::kConv2d:
+      case OpKind::kLinear:
+        for (size_t i = 1; i < n.inputs.size(); ++i) trainable.insert(n.inputs[i]);
+        break;
+      case OpKind::kBatchNorm:
+        trainable.insert(n.inputs[1]);
+        trainable.insert(n.inputs[2]);
+        break;
+      case OpKind::kLayerNorm:
+        for (size_t i = 1; i < n.inputs.size(); ++i) trainable.insert(n.inputs[i]);
+        break;
+      case OpKind::kQuantize:
+      case OpKind::kDequantize:
+      case OpKind::kDynamicQuantize:
+        return unsupported("{}: the float interpreter runs float graphs only", n.describe());
+      default:
+        break;
+    }
+  }
+  for (const auto& [name, t] : graph_.constants) {
+    if (t.dtype() != DType::kFloat32 && trainable.count(name)) {
+      return invalid_argument("constant '{}' is {}, expected float32", name, dtype_name(t.dtype()));
+    }
+    tensors_[name] = to_torch(t);
+  }
+  std::set<std::string> seen;
+  for (const Node& n : graph_.nodes) {
+    for (const std::string& in : n.inputs) {
+      if (trainable.count(in) && seen.insert(in).second) {
+        tensors_[in].set_requires_grad(true);
+        params_.emplace_back(in, tensors_[in]);
+      }
+    }
+  }
+  return Status::ok();
+}
+
+std::vector<torch::Tensor> GraphModule::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params_) out.push_back(p.second);
+  return out;
+}
+
+namespace {
+
+std::vector<int64_t> ints(const Node& n, const std::string& k, std::vector<int64_t> def) {
+  return n.attr_ints(k, std::move(def));
+}
+
+// Pads [top, left, bottom, right]: symmetric ones go to the op, others to F::pad.
+torch::Tensor pad_asym(const torch::Tensor& x, const std::vector<int64_t>& p, double value,
+                       std::vector<int64_t>* sym) {
+  if (p[0] == p[2] && p[1] == p[3]) {
+    *sym = {p[0], p[1]};
+    return x;
+  }
+  *sym = {0, 0};
+  return F::pad(x, F::PadFuncOptions({p[1], p[3], p[0], p[2]}).value(value));
+}
+
+}  // namespace
+
+torch::Tensor GraphModule::run_node(const Node& n, const std::vector<torch::Tensor>& in) {
+  const torch::Tensor& x = in[0];
+  switch (n.op) {
+    case OpKind::kConv2d: {
+      std::vector<int64_t> pad;
+      torch::Tensor xp = pad_asym(x, ints(n, "pads", {0, 0, 0, 0}), 0.0, &pad);
+      return torch::conv2d(xp, in[1], in.size() > 2 ? in[2] : torch::Tensor(), ints(n, "strides", {1, 1}),
+                           pad, ints(n, "dilations", {1, 1}), n.attr_int("group", 1));
+    }
+    case OpKind::kLinear:
+      return torch::linear(x, in[1], in.size() > 2 ? in[2] : torch::Tensor());
+    case OpKind::kMatMul:
+      return torch::matmul(x, in[1]);
+    case OpKind::kBatchNorm: {
+      // Running statistics are buffers: updated in place in training mode.
+      return torch::batch_norm(x, in[1], in[2], tensors_.at(n.inputs[3]), tensors_.at(n.inputs[4]),
+                               training_, n.attr_float("momentum", 0.1), n.attr_float("epsilon", 1e-5),
+                               false);
+    }
+    case OpKind::kRelu: return torch::relu(x);
+    case OpKind::kRelu6: return torch::hardtanh(x, 0.0, 6.0);
+    case OpKind::kClip: return torch::clamp(x, n.attr_float("min", -INFINITY), n.attr_float("max", INFINITY));
+    case OpKind::kSigmoid: return torch::sigmoid(x);
+    case OpKind::kSiLU: return torch::silu(x);
+    case OpKind::kGELU: return torch::gelu(x);
+    case OpKind::kAdd: return x + in[1];
+    case OpKind::kMul: return x * in[1];
+    case OpKind::kConcat: return torch::cat(in, n.attr_int("axis", 1));
+    case OpKind::kMaxPool: {
+      std::vector<int64_t> pad;
+      torch::Tensor xp = pad_asym(x, ints(n, "pads", {0, 0, 0, 0}), -INFINITY, &pad);
+      const auto k = ints(n, "kernel", {});
+      return torch::max_pool2d(xp, k, ints(n, "strides", k), pad, ints(n, "dilations", {1, 1}),
+                               n.attr_int("ceil_mode", 0) != 0);
+    }
+    case OpKind::kAvgPool: {
+      std::vector<int64_t> pad;
+      torch::Tensor xp = pad_asym(x, ints(n, "pads", {0, 0, 0, 0}), 0.0, &pad);
+      const auto k = ints(n, "kernel", {});
+      return torch::avg_pool2d(xp, k, ints(n, "strides", k), pad, n.attr_int("ceil_mode", 0) != 0,
+                               n.attr_int("count_include_pad", 0) != 0);
+    }
+    case OpKind::kGlobalAvgPool: return x.mean({2, 3}, /*keepdim=*/true);
+    case OpKind::kFlatten: {
+      const int64_t axis = n.attr_int("axis", 1);
+      int64_t outer = 1;
+      for (int64_t i = 0; i < axis; ++i) outer *= x.size(i);
+      return x.reshape({outer, -1});
+    }
+    case OpKind::kReshape: {
+      std::vector<int64_t> shape = ints(n, "shape", {});
+      for (size_t i = 0; i < shape.size(); ++i) {
+        if (shape[i] == 0) shape[i] = x.size(static_cast<int64_t>(i));
+      }
+      return x.reshape(shape);
+    }
+    case OpKind::kUpsample: {
+      const auto s = ints(n, "scales", {2, 2});
+      return x.repeat_interleave(s[0], 2).repeat_interleave(s[1], 3);
+    }
+    case OpKind::kSoftmax: return torch::softmax(x, n.attr_int("axis", -1));
+    case OpKind::kLayerNorm: {
+      int64_t axis = n.attr_int("axis", -1);
+      if (axis < 0) axis += x.dim();
+      std::vector<int64_t> norm(x.sizes().begin() + axis, x.sizes().end());
+      return torch::layer_norm(x, norm, in.size() > 1 ? in[1] : torch::Tensor(),
+                               in.size() > 2 ? in[2] : torch::Tensor(), n.attr_float("epsilon", 1e-5));
+    }
+    default:
+      throw std::runtime_error(std::string("op ") + op_name(n.op) + " is not supported by the float interpreter");
+  }
+}
+
+Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch::Tensor>& inputs) {
+  if (inputs.size() != graph_.inputs.size()) {
+    return invalid_argument("graph '{}' takes {} inputs, got {}", graph_.name, graph_.inputs.size(), inputs.size());
+  }
+  std::map<std::string, torch::Tensor> env;
+  for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs[i]] = inputs[i];
+  for (const Node& n : graph_.nodes) {
+    std::vector<torch::Tensor> in;
+    in.reserve(n.inputs.size());
+    for (const std::string& name : n.inputs) {
+      if (name.empty()) {
+        in.emplace_back();
+        continue;
+      }
+      auto it = env.find(name);
+      if (it != env.end()) {
+        in.push_back(it->second);
+      } else {
+        in.push_back(tensors_.at(name));
+      }
+    }
+    try {
+      env[n.outputs[0]] = run_node(n, in);
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+      return invalid_argument("{}: {}", n.describe(), msg);
+    }
+  }
+  std::vector<torch::Tensor> out;
+  for (const std::string& o : graph_.outputs) out.push_back(env.at(o));
+  return out;
+}
+
+Status GraphModule::load_weights(const Graph& g) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, t] : tensors_) {
+    const Tensor* src = g.find_constant(name);
+    if (!src) return data_loss("weights lack constant '{}'", name);
+    torch::Tensor v = to_torch(*src);
+    if (v.sizes() != t.sizes()) {
+      return data_loss("constant '{}' has shape {}, expected {}", name, shape_str(src->shape()),
+                       shape_str(Shape(t.sizes().begin(), t.sizes().end())));
+    }
+    t.copy_(v);
+  }
+  return Status::ok();
+}
+
+Result<Graph> GraphModule::to_graph() const {
+  Graph g = graph_;
+  for (auto& [name, t] : g.constants) {
+    QEVAL_ASSIGN_OR_RETURN(t, from_torch(tensors_.at(name)));
+  }
+  return g;
+}
+
+}  // namespace qeval

@@ -1,0 +1,58 @@
+// GraphModule: runs a float IR graph on LibTorch with autograd. Weights of
+// Conv2d/Linear/BatchNorm/LayerNorm become trainable tensors, BatchNorm running
+// statistics buffers; `to_graph()` writes them back into the IR. The fp32
+// trainer uses it as is; the QAT core extends it by overriding run_node()
+// (fake quant around the ops) — one interpreter, two uses.
+//
+// Includes LibTorch: include this header only from quant/ and models/ sources.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+
+namespace qeval {
+
+torch::Tensor to_torch(const Tensor& t);
+Result<Tensor> from_torch(const torch::Tensor& t);
+
+class GraphModule {
+ public:
+  virtual ~GraphModule() = default;
+  // Takes a float graph. Errors name the node whose op the interpreter lacks.
+  static Result<std::unique_ptr<GraphModule>> create(const Graph& g);
+
+  // Trainable tensors, by constant name (state_dict order: graph node order).
+  const std::vector<std::pair<std::string, torch::Tensor>>& named_parameters() const { return params_; }
+  std::vector<torch::Tensor> parameters() const;
+  void train(bool on) { training_ = on; }
+  bool is_training() const { return training_; }
+
+  // Inputs in the order of graph().inputs; returns graph().outputs in order.
+  // LibTorch errors (shape mismatch, ...) come back as a Status naming the node.
+  Result<std::vector<torch::Tensor>> forward(const std::vector<torch::Tensor>& inputs);
+
+  // Copies every constant of `g` (weights, running statistics) into this module;
+  // `g` must have the same constants with the same shapes (a checkpoint).
+  Status load_weights(const Graph& g);
+  // The graph with the current weights and running statistics.
+  Result<Graph> to_graph() const;
+  const Graph& graph() const { return graph_; }
+
+ protected:
+  explicit GraphModule(Graph g) : graph_(std::move(g)) {}
+  Status init();
+  // Computes one node (float semantics of docs/ir.md). Override to add fake quant.
+  virtual torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in);
+
+  Graph graph_;
+  std::map<std::string, torch::Tensor> tensors_;  // constants as torch tensors
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  bool training_ = false;
+};
+
+}  // namespace qeval
