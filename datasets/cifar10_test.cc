@@ -1,4 +1,5 @@
 #include "datasets/cifar10.h"
+#include "datasets/temp_dir_test_util.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -23,20 +24,7 @@ std::string cifar_records(int n) {
   return b;
 }
 
-class Cifar10Test : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("qeval_cifar10_test_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& bytes) {
-    const std::string p = (dir_ / name).string();
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
-  fs::path dir_;
-};
+class Cifar10Test : public TempDirTest {};
 
 TEST_F(Cifar10Test, PlanesBecomeInterleavedRgb) {
   auto s = read_cifar10_batch(write("test_batch.bin", cifar_records(3)));

@@ -1,4 +1,5 @@
 #include "datasets/idx.h"
+#include "datasets/temp_dir_test_util.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -12,20 +13,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class IdxTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("qeval_idx_test_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& bytes) {
-    const std::string p = (dir_ / name).string();
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
-  fs::path dir_;
-};
+class IdxTest : public TempDirTest {};
 
 // IDX header: 0x00 0x00 0x08 ndim, then big-endian uint32 sizes.
 std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {

@@ -8,20 +8,15 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "datasets/export.h"
+#include "datasets/temp_dir_test_util.h"
 
 namespace qeval {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ImageFolderTest : public ::testing::Test {
+class ImageFolderTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("qeval_image_folder_test_" + std::to_string(getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   // A 3-row, 4-column BGR image whose pixel (y, x) is (b, g, r) = (10y+x, 100, 200).
   static cv::Mat pattern() {
     cv::Mat m(3, 4, CV_8UC3);
@@ -38,7 +33,6 @@ class ImageFolderTest : public ::testing::Test {
     std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(buf.data()), buf.size());
     return p.string();
   }
-  fs::path dir_;
 };
 
 TEST_F(ImageFolderTest, SortedClassesAndFiles) {

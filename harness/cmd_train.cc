@@ -79,9 +79,14 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
                       std::cout << fmt::format("{}: cache hit {} (fp32 {})\n", o->model, b->path,
                                                score_line(b->eval));
                     } else {
-                      std::cout << fmt::format("{}: {} after {} epochs in {} ({:.0f} img/s){}\n", o->model,
+                      const std::string resumed =
+                                          b->train.first_epoch > 0
+                                              ? fmt::format(" (resumed after epoch {})", b->train.first_epoch)
+                                              : "";
+                      std::cout << fmt::format("{}: {} after {} epochs in {}{} ({:.0f} img/s){}\n", o->model,
                                                score_line(b->eval), m->recipe.epochs,
-                                               duration(b->train.train_seconds), b->train.images_per_second,
+                                               duration(b->train.train_seconds), resumed,
+                                               b->train.images_per_second,
                                                policy == CachePolicy::kBypass ? "" : "; cached at " + b->path);
                     }
                     if (!o->out.empty()) {

@@ -51,9 +51,10 @@ Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts) {
   const TrainRecipe& r = m.recipe;
   const std::string canon = fmt::format(
       "model={};dataset={}:{};code={};opt={};lr={:.17g};mom={:.17g};nest={};wd={:.17g};batch={};epochs={};"
-      "sched={};warm={:.17g};hflip={};seed={};limit={}",
+      "sched={};warm={:.17g};cyclemom={}:{:.17g}:{:.17g};hflip={};seed={};limit={}",
       m.name, m.dataset, data, kTrainerCodeVersion, r.optimizer, r.peak_lr, r.momentum, r.nesterov,
-      r.weight_decay, r.batch, r.epochs, r.schedule, r.warmup, r.hflip, r.seed, r.train_limit);
+      r.weight_decay, r.batch, r.epochs, r.schedule, r.warmup, r.cycle_momentum, r.max_momentum, r.min_momentum,
+      r.hflip, r.seed, r.train_limit);
   return fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
 }
 

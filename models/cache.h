@@ -14,7 +14,7 @@
 namespace qeval {
 
 // Bump when a zoo builder or the trainer changes what a recipe produces.
-inline constexpr const char* kTrainerCodeVersion = "qeval-fp32-trainer-1";
+inline constexpr const char* kTrainerCodeVersion = "qeval-fp32-trainer-2";
 
 std::string cache_root();  // $QEVAL_CACHE, else $HOME/.cache/qeval
 // Hex XXH64 of the model's training data files (Fashion-MNIST IDX files).

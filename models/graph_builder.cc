@@ -72,8 +72,8 @@ std::string GraphBuilder::conv(const std::string& x, const std::string& prefix, 
                                int64_t cout, int64_t k, int64_t stride, int64_t pad, int64_t groups,
                                bool bias) {
   const int64_t fan_in = cin / groups * k * k;
-  // Kaiming uniform, gain sqrt(2) (ReLU): bound = sqrt(6 / fan_in).
-  g_.constants[prefix + ".weight"] = uniform({cout, cin / groups, k, k}, std::sqrt(6.0 / fan_in));
+  // PyTorch's default (kaiming_uniform_ with a = √5): bound = 1/√fan_in, as the peers use.
+  g_.constants[prefix + ".weight"] = uniform({cout, cin / groups, k, k}, 1.0 / std::sqrt(static_cast<double>(fan_in)));
   std::vector<std::string> ins = {x, prefix + ".weight"};
   if (bias) {
     g_.constants[prefix + ".bias"] = uniform({cout}, 1.0 / std::sqrt(static_cast<double>(fan_in)));

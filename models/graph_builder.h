@@ -21,7 +21,7 @@ class GraphBuilder {
   void output(const std::string& value, const std::string& as = "");
 
   // conv(cin→cout, k, stride, pad, groups); weight `<prefix>.weight` [cout, cin/g, k, k]
-  // initialised Kaiming-uniform (gain √2, fan_in), bias `<prefix>.bias` when `bias`.
+  // and bias `<prefix>.bias` (when `bias`) initialised as PyTorch does: U(±1/√fan_in).
   std::string conv(const std::string& x, const std::string& prefix, int64_t cin, int64_t cout,
                    int64_t k, int64_t stride, int64_t pad, int64_t groups = 1, bool bias = false);
   // BatchNorm2d: weight=1, bias=0, running_mean=0, running_var=1, eps 1e-5.

@@ -15,7 +15,7 @@ namespace qeval {
 
 namespace {
 
-constexpr int64_t kDefaultTrainScenes = 12000;
+constexpr int64_t kDefaultTrainScenes = 10000;
 constexpr uint64_t kDetTrainSeedBase = 0x5eed0001;
 
 struct SceneSet {
@@ -104,7 +104,7 @@ Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& op
   const int64_t count = model.recipe.train_limit > 0 ? model.recipe.train_limit : kDefaultTrainScenes;
   QEVAL_ASSIGN_OR_RETURN(SceneSet scenes, make_scenes(train, kDetTrainSeedBase + model.recipe.seed, count, model));
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
-  QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0));
+  QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
   const bool hflip = model.recipe.hflip;
   constexpr int64_t G = kDetGrid;
   BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng) {
@@ -125,20 +125,14 @@ Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& op
       reg[k].copy_(torch::from_blob(const_cast<float*>(t.reg.data()), {4, G, G}));
       mask[k].copy_(torch::from_blob(const_cast<float*>(t.reg_mask.data()), {G, G}));
     }
-    auto out = module->forward({xb});
+    auto out = module->forward({GraphModule::to_channels_last(xb)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
     return det_loss((*out)[0], heat, reg, mask);
   };
   QEVAL_ASSIGN_OR_RETURN(LoopResult lr, run_train_loop(*module, model, count, loss_fn, opts));
-  TrainResult res;
-  QEVAL_ASSIGN_OR_RETURN(res.graph, module->to_graph());
-  QEVAL_ASSIGN_OR_RETURN(res.eval, evaluate_detector(model, res.graph, opts));
-  record_recipe(res.graph, model, res.eval);
-  res.epoch_loss = lr.epoch_loss;
-  res.train_seconds = lr.seconds;
-  res.images_per_second = lr.images_per_second;
-  res.first_epoch = lr.first_epoch;
-  return res;
+  QEVAL_ASSIGN_OR_RETURN(Graph trained, module->to_graph());
+  QEVAL_ASSIGN_OR_RETURN(EvalResult ev, evaluate_detector(model, trained, opts));
+  return make_train_result(std::move(trained), model, ev, lr);
 }
 
 }  // namespace qeval

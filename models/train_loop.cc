@@ -1,5 +1,6 @@
 #include "models/train_loop.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,8 +22,18 @@ uint64_t train_rng_next(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
+namespace {
+double cos_anneal(double a, double b, double p) { return b + (a - b) / 2 * (1 + std::cos(M_PI * p)); }
+}  // namespace
+
+double scheduled_momentum(const TrainRecipe& r, int64_t t, int64_t total) {
+  if (r.schedule != "onecycle" || !r.cycle_momentum || r.optimizer != "sgd") return r.momentum;
+  const double warm = std::max(1.0, r.warmup * total);
+  if (t < warm) return cos_anneal(r.max_momentum, r.min_momentum, t / warm);
+  return cos_anneal(r.min_momentum, r.max_momentum, (t - warm) / std::max(1.0, total - warm));
+}
+
 double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total) {
-  auto cos_anneal = [](double a, double b, double p) { return b + (a - b) / 2 * (1 + std::cos(M_PI * p)); };
   if (r.schedule == "constant") return r.peak_lr;
   if (r.schedule == "cosine") return cos_anneal(r.peak_lr, 0, static_cast<double>(t) / std::max<int64_t>(1, total));
   const double start = r.peak_lr / 25, end = start / 1e4;
@@ -48,8 +59,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch:
       params, torch::optim::SGDOptions(r.peak_lr).momentum(r.momentum).nesterov(r.nesterov).weight_decay(r.weight_decay));
 }
 
-void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+void set_lr(torch::optim::Optimizer& opt, double lr, double momentum, bool sgd) {
+  for (auto& g : opt.param_groups()) {
+    g.options().set_lr(lr);
+    if (sgd) static_cast<torch::optim::SGDOptions&>(g.options()).momentum(momentum);
+  }
 }
 
 std::string ckpt_path(const std::string& dir, const std::string& model, int epoch, const char* ext) {
@@ -60,6 +74,12 @@ std::string ckpt_path(const std::string& dir, const std::string& model, int epoc
 
 Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
                                   const BatchLossFn& loss_fn, const TrainOptions& opts) {
+  // Each step allocates and frees the same multi-MB activations. With glibc's
+  // defaults they are mmap()ed and returned every time, and page faults take
+  // half the time (measured: mobilenetv2_tiny 168 -> 311 img/s on 2 cores).
+  // Keep them on the heap instead.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const TrainRecipe& r = model.recipe;
   if (r.optimizer != "sgd" && r.optimizer != "adam") {
     return invalid_argument("{}: optimizer '{}' (use sgd or adam)", model.name, r.optimizer);
@@ -117,7 +137,9 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
       const int64_t b0 = s * r.batch, b1 = std::min(num_samples, b0 + r.batch);
       std::vector<int64_t> idx(perm.begin() + b0, perm.begin() + b1);
-      set_lr(*opt, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps));
+      const int64_t step = epoch * steps_per_epoch + s;
+      set_lr(*opt, scheduled_lr(r, step, total_steps), scheduled_momentum(r, step, total_steps),
+             r.optimizer == "sgd");
       torch::Tensor loss;
       try {
         opt->zero_grad();

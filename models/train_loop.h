@@ -30,11 +30,14 @@ struct LoopResult {
 Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
                                   const BatchLossFn& loss_fn, const TrainOptions& opts);
 
-// Writes the recipe, dataset and fp32 score into the graph's metadata.
-void record_recipe(Graph& g, const ZooModel& m, const EvalResult& ev);
+// The trained graph (recipe, dataset and fp32 score written into its metadata),
+// its score and the loop's figures.
+TrainResult make_train_result(Graph g, const ZooModel& m, const EvalResult& ev, const LoopResult& loop);
 
 // LR of step t of T under the recipe's schedule (one-cycle as torch's OneCycleLR
 // with cos annealing: start peak/25, rise over warmup·T, fall to start/1e4).
 double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total);
+// SGD momentum of step t (recipe.momentum unless one-cycle cycles it).
+double scheduled_momentum(const TrainRecipe& r, int64_t t, int64_t total);
 
 }  // namespace qeval

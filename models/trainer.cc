@@ -55,15 +55,24 @@ Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& modul
 
 }  // namespace
 
-void record_recipe(Graph& g, const ZooModel& m, const EvalResult& ev) {
+TrainResult make_train_result(Graph g, const ZooModel& m, const EvalResult& ev, const LoopResult& loop) {
   const TrainRecipe& r = m.recipe;
-  g.metadata["recipe"] = fmt::format("{} lr={} momentum={} nesterov={} wd={} batch={} epochs={} schedule={} "
+  g.metadata["recipe"] = fmt::format("{} lr={} momentum={} (cycled {} {}..{}) nesterov={} wd={} batch={} epochs={} schedule={} "
                                      "warmup={} hflip={} seed={} train_limit={}",
-                                     r.optimizer, r.peak_lr, r.momentum, r.nesterov, r.weight_decay, r.batch,
+                                     r.optimizer, r.peak_lr, r.momentum, r.cycle_momentum, r.min_momentum,
+                                     r.max_momentum, r.nesterov, r.weight_decay, r.batch,
                                      r.epochs, r.schedule, r.warmup, r.hflip, r.seed, r.train_limit);
   g.metadata["dataset"] = m.dataset;
   g.metadata["fp32_" + ev.metric] = fmt::format("{:.17g}", ev.primary());
   g.metadata["fp32_eval_samples"] = std::to_string(ev.samples);
+  TrainResult res;
+  res.graph = std::move(g);
+  res.eval = ev;
+  res.epoch_loss = loop.epoch_loss;
+  res.train_seconds = loop.seconds;
+  res.images_per_second = loop.images_per_second;
+  res.first_epoch = loop.first_epoch;
+  return res;
 }
 
 Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& opts) {
@@ -73,7 +82,7 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
   torch::Tensor x = classifier_inputs(train, model, model.recipe.train_limit);
   torch::Tensor y = labels_of(train, model.recipe.train_limit);
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
-  QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0));
+  QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
   const bool hflip = model.recipe.hflip;
   BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng) {
     torch::Tensor ii = torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
@@ -90,20 +99,14 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
         xb.index_copy_(0, fi, xb.index_select(0, fi).flip({3}));
       }
     }
-    auto out = module->forward({xb});
+    auto out = module->forward({GraphModule::to_channels_last(xb)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
     return torch::nn::functional::cross_entropy((*out)[0], y.index_select(0, ii));
   };
   QEVAL_ASSIGN_OR_RETURN(LoopResult lr, run_train_loop(*module, model, x.size(0), loss_fn, opts));
-  TrainResult res;
-  QEVAL_ASSIGN_OR_RETURN(res.eval, evaluate_classifier(model, *module, opts));
-  QEVAL_ASSIGN_OR_RETURN(res.graph, module->to_graph());
-  record_recipe(res.graph, model, res.eval);
-  res.epoch_loss = lr.epoch_loss;
-  res.train_seconds = lr.seconds;
-  res.images_per_second = lr.images_per_second;
-  res.first_epoch = lr.first_epoch;
-  return res;
+  QEVAL_ASSIGN_OR_RETURN(EvalResult ev, evaluate_classifier(model, *module, opts));
+  QEVAL_ASSIGN_OR_RETURN(Graph trained, module->to_graph());
+  return make_train_result(std::move(trained), model, ev, lr);
 }
 
 Result<EvalResult> evaluate_zoo_model(const ZooModel& model, const Graph& g, const TrainOptions& opts) {

@@ -22,6 +22,10 @@ struct TrainRecipe {
   int epochs = 6;
   std::string schedule = "onecycle";  // onecycle | cosine | constant
   double warmup = 0.15;               // one-cycle: fraction of steps rising to peak_lr
+  // one-cycle with SGD: momentum falls from max to min while the LR rises and
+  // comes back (torch OneCycleLR's cycle_momentum, its defaults 0.95 / 0.85).
+  bool cycle_momentum = true;
+  double max_momentum = 0.95, min_momentum = 0.85;
   bool hflip = true;                  // random horizontal flip, p = 0.5
   uint64_t seed = 0;
   int64_t train_limit = 0;            // 0 = whole training set

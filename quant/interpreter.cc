@@ -37,13 +37,13 @@ Result<Tensor> from_torch(const torch::Tensor& in) {
   return out;
 }
 
-Result<std::unique_ptr<GraphModule>> GraphModule::create(const Graph& g) {
+Result<std::unique_ptr<GraphModule>> GraphModule::create(const Graph& g, bool channels_last) {
   std::unique_ptr<GraphModule> m(new GraphModule(g));
-  QEVAL_RETURN_IF_ERROR(m->init());
+  QEVAL_RETURN_IF_ERROR(m->init(channels_last));
   return m;
 }
 
-Status GraphModule::init() {
+Status GraphModule::init(bool channels_last) {
   QEVAL_RETURN_IF_ERROR(graph_.validate());
   // Which constants train: weights/biases of Conv2d, Linear, BatchNorm (γ, β), LayerNorm.
   std::set<std::string> trainable;
@@ -73,6 +73,7 @@ Status GraphModule::init() {
       return invalid_argument("constant '{}' is {}, expected float32", name, dtype_name(t.dtype()));
     }
     tensors_[name] = to_torch(t);
+    if (channels_last) tensors_[name] = to_channels_last(tensors_[name]);
   }
   std::set<std::string> seen;
   for (const Node& n : graph_.nodes) {
@@ -84,6 +85,10 @@ Status GraphModule::init() {
     }
   }
   return Status::ok();
+}
+
+torch::Tensor GraphModule::to_channels_last(const torch::Tensor& x) {
+  return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
 std::vector<torch::Tensor> GraphModule::parameters() const {

@@ -7,33 +7,8 @@ set -u
 QEVAL=$1
 WORK=$2
 rm -rf "$WORK" && mkdir -p "$WORK"
-fails=0
-pass=0
+source "$(dirname "$0")/../../scripts/testlib.sh"
 
-expect_error() {  # expect_error "what" "pattern" cmd...
-  local what=$1 pattern=$2
-  shift 2
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$WORK/err")
-  if [ "$rc" -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$pattern" "$WORK/err"; then
-    echo "FAIL: $what: rc=$rc, stderr:"; cat "$WORK/err"
-    fails=$((fails + 1))
-  else
-    echo "ok: $what: $(cat "$WORK/err")"
-    pass=$((pass + 1))
-  fi
-}
-expect_ok() {  # expect_ok "what" cmd...
-  local what=$1
-  shift
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then
-    echo "ok: $what"; pass=$((pass + 1))
-  else
-    echo "FAIL: $what: rc=$?, stderr:"; cat "$WORK/err"; fails=$((fails + 1))
-  fi
-}
 
 # A 10-image Fashion-MNIST-shaped set (IDX: magic 0x00000803 / 0x00000801, big-endian sizes).
 FM=$WORK/fm

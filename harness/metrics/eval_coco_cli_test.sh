@@ -9,7 +9,7 @@ DATA=$2
 WORK=$3
 MODE=$4
 rm -rf "$WORK" && mkdir -p "$WORK"
-fails=0
+source "$(dirname "$0")/../../scripts/testlib.sh"
 GT=$DATA/instances_val2014_100.json
 DT=$DATA/instances_val2014_fakebbox100_results.json
 
@@ -47,18 +47,6 @@ PY
   exit $((fails > 0))
 fi
 
-expect_error() {  # expect_error "what" "pattern" cmd...
-  local what=$1 pattern=$2
-  shift 2
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  if [ "$rc" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || ! grep -qF -- "$pattern" "$WORK/err"; then
-    echo "FAIL: $what: rc=$rc, stderr:"; cat "$WORK/err"
-    fails=$((fails + 1))
-  else
-    echo "ok: $what: $(cat "$WORK/err")"
-  fi
-}
 
 GT=$WORK/gt.json  # the error cases need no shared data
 printf '{"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12}]}\n' >"$GT"
@@ -66,14 +54,14 @@ printf '{"images": [{"id": 1}], "annotations": [' >"$WORK/truncated.json"
 printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3], "score": 0.5}]\n' >"$WORK/bbox3.json"
 printf '[{"image_id": 123456789, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]\n' >"$WORK/unknown_image.json"
 printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},]\n' >"$WORK/comma.json"
-expect_error "malformed gt" "truncated.json: JSON parse error at byte" \
+expect_error_fixed "malformed gt" "truncated.json: JSON parse error at byte" \
   "$QEVAL" eval-coco --gt "$WORK/truncated.json" --dets "$WORK/bbox3.json"
-expect_error "malformed dets" "comma.json: JSON parse error at byte" \
+expect_error_fixed "malformed dets" "comma.json: JSON parse error at byte" \
   "$QEVAL" eval-coco --gt "$GT" --dets "$WORK/comma.json"
-expect_error "bbox with 3 numbers" "bbox3.json: [0].bbox: expected 4 numbers" \
+expect_error_fixed "bbox with 3 numbers" "bbox3.json: [0].bbox: expected 4 numbers" \
   "$QEVAL" eval-coco --gt "$GT" --dets "$WORK/bbox3.json"
-expect_error "unknown image" "unknown_image.json: [0].image_id: 123456789 is not an image of the ground truth" \
+expect_error_fixed "unknown image" "unknown_image.json: [0].image_id: 123456789 is not an image of the ground truth" \
   "$QEVAL" eval-coco --gt "$GT" --dets "$WORK/unknown_image.json"
-expect_error "missing gt" "nope.json" \
+expect_error_fixed "missing gt" "nope.json" \
   "$QEVAL" eval-coco --gt "$WORK/nope.json" --dets "$WORK/bbox3.json"
 exit $((fails > 0))

@@ -5,26 +5,10 @@ set -u
 QEVAL=$1
 WORK=$2
 rm -rf "$WORK" && mkdir -p "$WORK"
-fails=0
-pass=0
+source "$(dirname "$0")/../../scripts/testlib.sh"
 MODEL=regression/examples/resblock_u8.onnx
 INPUT=regression/examples/resblock_u8.x.npy
 
-expect_error() {  # expect_error "what" "pattern" cmd...
-  local what=$1 pattern=$2
-  shift 2
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$WORK/err")
-  if [ "$rc" -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$pattern" "$WORK/err"; then
-    echo "FAIL: $what: rc=$rc, stderr:"; cat "$WORK/err"
-    fails=$((fails + 1))
-  else
-    echo "ok: $what: $(cat "$WORK/err")"
-    pass=$((pass + 1))
-  fi
-}
 
 head -c 100 "$MODEL" >"$WORK/truncated.onnx"
 echo "not a model" >"$WORK/text.onnx"
