@@ -136,7 +136,7 @@ Result<ZooModel> zoo_model(const std::string& name) {
     m.recipe.weight_decay = 0;
     m.recipe.nesterov = false;
     m.recipe.batch = 64;
-    m.recipe.epochs = 8;
+    m.recipe.epochs = 12;
     m.recipe.hflip = true;
   } else {
     std::string known;
