@@ -2,7 +2,7 @@
 
 #include "core/file_io.h"
 
-#include <yaml-cpp/yaml.h>
+#include "simulator/yaml_util.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -25,36 +25,9 @@ int64_t ChipProfile::weight_qmax() const { return dtype_max(weight_dtype); }
 
 namespace {
 
-Status at(const YAML::Node& n, const std::string& source, Status s) {
-  return s.with_context(fmt::format("{}:{}", source, n.Mark().line + 1));
-}
-
-Status check_keys(const YAML::Node& n, const std::string& source, const std::string& where,
-                  const std::set<std::string>& allowed) {
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    const std::string k = it->first.as<std::string>();
-    if (!allowed.count(k)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      return at(it->first, source, invalid_argument("unknown key '{}{}' (allowed: {})", where, k,
-                                                    list));
-    }
-  }
-  return Status::ok();
-}
-
-template <typename T>
-Status read(const YAML::Node& parent, const char* key, T* out, const std::string& source,
-            const std::string& where) {
-  YAML::Node n = parent[key];
-  if (!n) return Status::ok();
-  try {
-    *out = n.as<T>();
-  } catch (const YAML::Exception&) {
-    return at(n, source, invalid_argument("key '{}{}' has a value of the wrong type", where, key));
-  }
-  return Status::ok();
-}
+using yaml::at;
+using yaml::check_keys;
+using yaml::read;
 
 Status read_dtype(const YAML::Node& parent, const char* key, DType* out, const std::string& source,
                   const std::string& where) {

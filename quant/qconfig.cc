@@ -1,0 +1,106 @@
+#include "quant/qconfig.h"
+
+#include <algorithm>
+
+#include "simulator/yaml_util.h"
+
+namespace qeval {
+
+namespace {
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += (s.empty() ? "" : ", ") + std::to_string(x);
+  return s;
+}
+
+bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+}  // namespace
+
+Result<QuantConfig> parse_quant_config(const YAML::Node& q, const std::string& src) {
+  QuantConfig c;
+  c.source = fmt::format("{}:{}", src, q.Mark().line + 1);
+  if (!q.IsMap()) return yaml::at(q, src, invalid_argument("quant: expected a mapping of keys"));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(q, src, "quant.",
+                                         {"observer", "percentile", "ema_momentum", "weight_bits",
+                                          "activation_bits", "per_channel", "power_of_two", "float_layers",
+                                          "int16_layers", "layer_bits"}));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "observer", &c.observer.kind, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "percentile", &c.observer.percentile, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "ema_momentum", &c.observer.ema_momentum, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "weight_bits", &c.weight_bits, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "activation_bits", &c.activation_bits, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "per_channel", &c.per_channel, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "power_of_two", &c.power_of_two, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "float_layers", &c.float_layers, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "int16_layers", &c.int16_layers, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "layer_bits", &c.layer_bits, src, "quant."));
+  // The observer's own checks (kind, momentum, percentile) with this block's position.
+  auto obs = make_observer(c.observer);
+  if (!obs.is_ok()) {
+    const YAML::Node at = q["observer"] ? q["observer"] : q;
+    return yaml::at(at, src, obs.status().with_context("quant"));
+  }
+  return c;
+}
+
+Result<QuantConfig> parse_quant_config_text(const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return invalid_argument("{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.msg);
+  }
+  return parse_quant_config(root, source);
+}
+
+Status check_quant_config(const QuantConfig& c, const ChipProfile& p) {
+  if (!contains(p.weight_bits, c.weight_bits)) {
+    return invalid_argument("{}: quant.weight_bits: {} ({} allows {})", c.source, c.weight_bits, p.name,
+                            join(p.weight_bits));
+  }
+  for (const auto& [layer, bits] : c.layer_bits) {
+    if (!contains(p.weight_bits, bits)) {
+      return invalid_argument("{}: quant.layer_bits.{}: {} ({} allows {})", c.source, layer, bits, p.name,
+                              join(p.weight_bits));
+    }
+  }
+  if (!contains(p.activation_bits, c.activation_bits)) {
+    return invalid_argument("{}: quant.activation_bits: {} ({} allows {})", c.source, c.activation_bits,
+                            p.name, join(p.activation_bits));
+  }
+  if (!c.int16_layers.empty() && !contains(p.activation_bits, 16)) {
+    return invalid_argument("{}: quant.int16_layers: {} has no 16-bit activations (allows {})", c.source, p.name,
+                            join(p.activation_bits));
+  }
+  if (c.per_channel && !p.weight_per_channel) {
+    return invalid_argument("{}: quant.per_channel: true ({} has per-tensor weights only; allowed: false)",
+                            c.source, p.name);
+  }
+  return Status::ok();
+}
+
+QuantSpec weight_spec(const QuantConfig& c, const ChipProfile& p, const std::string& layer) {
+  QuantSpec s;
+  auto it = c.layer_bits.find(layer);
+  s.bits = it != c.layer_bits.end() ? it->second : c.weight_bits;
+  s.is_signed = is_integer(p.weight_dtype) && dtype_min(p.weight_dtype) < 0;
+  s.symmetric = p.weight_symmetric;
+  s.narrow_range = p.weight_narrow_range;
+  s.power_of_two = c.power_of_two || p.power_of_two_scales;
+  return s;
+}
+
+QuantSpec activation_spec(const QuantConfig& c, const ChipProfile& p, const std::string& layer) {
+  QuantSpec s;
+  const bool wide = std::find(c.int16_layers.begin(), c.int16_layers.end(), layer) != c.int16_layers.end();
+  s.bits = wide ? 16 : c.activation_bits;
+  // 16-bit activations are signed (there is no uint16 dtype in the simulator).
+  s.is_signed = wide || s.bits > 8 || dtype_min(p.activation_dtype) < 0;
+  s.symmetric = p.activation_symmetric;
+  s.power_of_two = c.power_of_two || p.power_of_two_scales;
+  return s;
+}
+
+}  // namespace qeval

@@ -1,0 +1,55 @@
+// QuantConfig: the `quant` block of a model cfg (DESIGN.md "Configuration"),
+// and its check against a chip profile. Errors name the file, line, key and
+// the allowed values: "resnet8.yaml:12: quant.weight_bits: 3 (bm1690 allows 4, 8)".
+//
+//   quant:
+//     observer: percentile        # minmax | ema_minmax | percentile | mse
+//     percentile: 99.99           # percentile observer
+//     ema_momentum: 0.9           # ema_minmax observer
+//     weight_bits: 8              # must be one of the profile's weights.bits
+//     activation_bits: 8          # must be one of the profile's activations.bits
+//     per_channel: true           # per-channel weights (profile must allow them)
+//     power_of_two: false         # power-of-two scales
+//     float_layers: [fc]          # hybrid: these layers stay float
+//     int16_layers: [stem.0]      # 16-bit activations (profile must allow 16)
+//     layer_bits: {layer3.conv2: 4}   # per-layer weight bits
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "quant/observer.h"
+#include "simulator/profile.h"
+
+namespace YAML {
+class Node;
+}
+
+namespace qeval {
+
+struct QuantConfig {
+  ObserverOptions observer;
+  int weight_bits = 8;
+  int activation_bits = 8;
+  bool per_channel = true;
+  bool power_of_two = false;
+  std::vector<std::string> float_layers;
+  std::vector<std::string> int16_layers;
+  std::map<std::string, int> layer_bits;
+  std::string source;  // "file:line" of the block, for later errors
+};
+
+// Parses the block (a YAML mapping); `source` names the file.
+Result<QuantConfig> parse_quant_config(const YAML::Node& block, const std::string& source);
+Result<QuantConfig> parse_quant_config_text(const std::string& yaml_text, const std::string& source);
+
+// Can `profile` run `cfg`? Bits, per-channel weights, 16-bit layers.
+Status check_quant_config(const QuantConfig& cfg, const ChipProfile& profile);
+
+// Weight and activation QuantSpec of a layer under `cfg` and `profile`.
+QuantSpec weight_spec(const QuantConfig& cfg, const ChipProfile& profile, const std::string& layer);
+QuantSpec activation_spec(const QuantConfig& cfg, const ChipProfile& profile, const std::string& layer);
+
+}  // namespace qeval
