@@ -190,6 +190,18 @@ class Importer {
     return Status::ok();
   }
 
+  // QLinearConv / QLinearMatMul share the operand layout
+  //   (a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp[, bias]):
+  // quantizes a, b (per channel along b_axis when its scale is a vector) and y.
+  Status qlinear_operands(const onnx::NodeProto& n, const std::string& a, const std::string& b, int b_axis) {
+    QEVAL_ASSIGN_OR_RETURN(QuantParams qa, quant_from(n, 1, 2, -1, DType::kUInt8));
+    QEVAL_ASSIGN_OR_RETURN(QuantParams qb, quant_from(n, 4, 5, b_axis, DType::kUInt8));
+    QEVAL_ASSIGN_OR_RETURN(QuantParams qy, quant_from(n, 6, 7, -1, DType::kUInt8));
+    QEVAL_RETURN_IF_ERROR(set_quant(a, qa));
+    QEVAL_RETURN_IF_ERROR(set_quant(b, qb));
+    return set_quant(n.output(0), qy);
+  }
+
   std::map<std::string, const onnx::AttributeProto*> attrs(const onnx::NodeProto& n) {
     std::map<std::string, const onnx::AttributeProto*> m;
     for (const auto& a : n.attribute()) m[a.name()] = &a;
@@ -309,12 +321,7 @@ class Importer {
       if (op == "QLinearConv") {
         w = in(n, 3);
         b = in(n, 8);
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qx, quant_from(n, 1, 2, -1, DType::kUInt8));
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qw, quant_from(n, 4, 5, 0, DType::kUInt8));
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qy, quant_from(n, 6, 7, -1, DType::kUInt8));
-        QEVAL_RETURN_IF_ERROR(set_quant(x, qx));
-        QEVAL_RETURN_IF_ERROR(set_quant(w, qw));
-        QEVAL_RETURN_IF_ERROR(set_quant(n.output(0), qy));
+        QEVAL_RETURN_IF_ERROR(qlinear_operands(n, x, w, /*b_axis=*/0));
       } else if (op == "ConvInteger") {
         w = in(n, 1);
         QEVAL_RETURN_IF_ERROR(integer_operand(n, x, 2, -1));
@@ -339,12 +346,7 @@ class Importer {
       std::string A = in(n, 0), B;
       if (op == "QLinearMatMul") {
         B = in(n, 3);
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qa, quant_from(n, 1, 2, -1, DType::kUInt8));
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qb, quant_from(n, 4, 5, -1, DType::kUInt8));
-        QEVAL_ASSIGN_OR_RETURN(QuantParams qy, quant_from(n, 6, 7, -1, DType::kUInt8));
-        QEVAL_RETURN_IF_ERROR(set_quant(A, qa));
-        QEVAL_RETURN_IF_ERROR(set_quant(B, qb));
-        QEVAL_RETURN_IF_ERROR(set_quant(n.output(0), qy));
+        QEVAL_RETURN_IF_ERROR(qlinear_operands(n, A, B, /*b_axis=*/-1));
       } else if (op == "MatMulInteger") {
         B = in(n, 1);
         QEVAL_RETURN_IF_ERROR(integer_operand(n, A, 2, -1));

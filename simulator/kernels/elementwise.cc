@@ -106,6 +106,21 @@ QEVAL_UNARY(SiLU)
 QEVAL_UNARY(GELU)
 #undef QEVAL_UNARY
 
+namespace {
+// The per-tensor quantization of a binary op's two inputs and output (Add, Mul).
+struct BinaryQViews {
+  QView a, b, c;
+};
+Result<BinaryQViews> binary_qviews(const Node& n, const Graph& g) {
+  BinaryQViews q{qview(g, n.inputs[0]), qview(g, n.inputs[1]), qview(g, n.outputs[0])};
+  if (!q.a.quantized || !q.b.quantized || !q.c.quantized || q.a.scale.size() > 1 || q.b.scale.size() > 1) {
+    return invalid_argument("{}: integer {} needs per-tensor quantized inputs and output", n.describe(),
+                            op_name(n.op));
+  }
+  return q;
+}
+}  // namespace
+
 // Add.
 //  float scheme (onnxruntime QLinearAdd, AVX2 kernel; docs/onnx-qdq-semantics.md 5):
 //    rA = sA/sC, rB = sB/sC, fixed = zC - fma(rA, zA, rB*zB)
@@ -114,12 +129,8 @@ QEVAL_UNARY(GELU)
 //    y = clamp(zC + RSR((a - zA)*mA + (b - zB)*mB, r, mode))
 Status lower_Add(Node& n, const Graph& g, const ChipProfile& p) {
   if (!is_integer_node(n, g)) return Status::ok();
-  const QView qa = qview(g, n.inputs[0]), qb = qview(g, n.inputs[1]), qc = qview(g, n.outputs[0]);
-  if (!qa.quantized || !qb.quantized || !qc.quantized || qa.scale.size() > 1 ||
-      qb.scale.size() > 1) {
-    return invalid_argument("{}: integer Add needs per-tensor quantized inputs and output",
-                            n.describe());
-  }
+  QEVAL_ASSIGN_OR_RETURN(const BinaryQViews q, binary_qviews(n, g));
+  const QView &qa = q.a, &qb = q.b, &qc = q.c;
   if (p.requant == RequantScheme::kFloat) {
     // int8 data: onnxruntime on x86 first rewrites int8 QDQ to uint8 (q + 128,
     // zp + 128) and adds in that domain; the zero points here follow it.
@@ -199,12 +210,8 @@ Result<EvalFn> prepare_Add(const KernelArgs& a) {
 //  integer schemes: y = requantize((a - zA)*(b - zB), sA*sB/sC) + zC.
 Status lower_Mul(Node& n, const Graph& g, const ChipProfile& p) {
   if (!is_integer_node(n, g)) return Status::ok();
-  const QView qa = qview(g, n.inputs[0]), qb = qview(g, n.inputs[1]), qc = qview(g, n.outputs[0]);
-  if (!qa.quantized || !qb.quantized || !qc.quantized || qa.scale.size() > 1 ||
-      qb.scale.size() > 1) {
-    return invalid_argument("{}: integer Mul needs per-tensor quantized inputs and output",
-                            n.describe());
-  }
+  QEVAL_ASSIGN_OR_RETURN(const BinaryQViews q, binary_qviews(n, g));
+  const QView &qa = q.a, &qb = q.b, &qc = q.c;
   return store_requant(n, {static_cast<double>(qa.s()) * qb.s() / qc.s()},
                        {(qa.s() * qb.s()) / qc.s()}, p);
 }
