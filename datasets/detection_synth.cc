@@ -17,13 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The SplitMix64 output function, also used to hash (seed, index) into a state.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 struct Box {
   int64_t x = 0, y = 0, w = 0, h = 0;
 };
@@ -55,22 +48,6 @@ void draw_background(SplitMix64& rng, int64_t size, std::vector<uint8_t>& px) {
 }
 
 }  // namespace
-
-uint64_t SplitMix64::next() {
-  state_ += 0x9e3779b97f4a7c15ULL;
-  return mix64(state_);
-}
-
-double SplitMix64::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
-uint64_t SplitMix64::below(uint64_t n) {
-  // Reject the top partial block of 2^64 mod n values.
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t r;
-  do r = next();
-  while (r >= limit);
-  return r % n;
-}
 
 Status validate_detection_config(const ImageSet& source, const DetectionSynthConfig& cfg) {
   if (source.n <= 0) return invalid_argument("detection scenes: the source image set is empty");
@@ -116,7 +93,7 @@ namespace {
 // validates once, not once per scene).
 Result<DetScene> make_scene(const ImageSet& source, const DetectionSynthConfig& cfg,
                             int64_t index) {
-  SplitMix64 rng(mix64(cfg.seed ^ mix64(static_cast<uint64_t>(index) + 0x632be59bd9b4e019ULL)));
+  SplitMix64 rng(splitmix64_mix(cfg.seed ^ splitmix64_mix(static_cast<uint64_t>(index) + 0x632be59bd9b4e019ULL)));
   DetScene scene;
   scene.h = scene.w = cfg.size;
   draw_background(rng, cfg.size, scene.pixels);

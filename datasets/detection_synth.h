@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/random.h"
 #include "core/status.h"
 #include "datasets/idx.h"
 
@@ -52,21 +53,6 @@ struct DetectionSynthConfig {
   double min_scale = 0.75, max_scale = 1.5;
   uint64_t seed = 0;
   double max_iou = 0.2;
-};
-
-// SplitMix64 (Steele, Lea, Flood 2014; the generator that seeds xoshiro):
-// state += 0x9e3779b97f4a7c15, then two xor-shift-multiply rounds.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next();
-  // Uniform in [0, 1) from the top 53 bits.
-  double uniform();
-  // Uniform integer in [0, n) (n > 0), by rejection so that it is unbiased.
-  uint64_t below(uint64_t n);
-
- private:
-  uint64_t state_;
 };
 
 // Checks the config and the source (gray, labelled, labels 0..9, objects fit).

@@ -90,12 +90,19 @@ const std::vector<std::string>& fashion_mnist_class_names() {
   return names;
 }
 
+std::string fashion_mnist_root(const std::string& root) {
+  if (!root.empty()) return root;
+  const char* env = std::getenv("QEVAL_FASHION_MNIST");
+  return env && *env ? env : "/usr/share/datasets/fashion-mnist";
+}
+
+std::string fashion_mnist_file(const std::string& root, const std::string& stem) {
+  const std::string p = (std::filesystem::path(fashion_mnist_root(root)) / stem).string();
+  return std::filesystem::exists(p + ".gz") ? p + ".gz" : p;
+}
+
 Result<ImageSet> load_fashion_mnist(const std::string& split, const std::string& root_in) {
-  std::string root = root_in;
-  if (root.empty()) {
-    const char* env = std::getenv("QEVAL_FASHION_MNIST");
-    root = env && *env ? env : "/usr/share/datasets/fashion-mnist";
-  }
+  const std::string root = fashion_mnist_root(root_in);
   std::string prefix;
   if (split == "train") prefix = "train";
   else if (split == "test") prefix = "t10k";
@@ -104,10 +111,7 @@ Result<ImageSet> load_fashion_mnist(const std::string& split, const std::string&
   if (!fs::is_directory(root)) {
     return not_found("{}: Fashion-MNIST folder does not exist (apt-get install dataset-fashion-mnist)", root);
   }
-  auto pick = [&](const std::string& stem) {
-    const std::string p = (fs::path(root) / stem).string();
-    return fs::exists(p + ".gz") ? p + ".gz" : p;
-  };
+  auto pick = [&](const std::string& stem) { return fashion_mnist_file(root, stem); };
   QEVAL_ASSIGN_OR_RETURN(ImageSet s, read_idx_dataset(pick(prefix + "-images-idx3-ubyte"),
                                                       pick(prefix + "-labels-idx1-ubyte")));
   for (int64_t l : s.labels) {

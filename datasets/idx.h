@@ -38,6 +38,10 @@ Result<ImageSet> read_idx_dataset(const std::string& images_path, const std::str
 // Debian's dataset-fashion-mnist: `split` is "train" (60k) or "test" (10k).
 // `root` defaults to $QEVAL_FASHION_MNIST or /usr/share/datasets/fashion-mnist.
 Result<ImageSet> load_fashion_mnist(const std::string& split, const std::string& root = "");
+// The folder `root` stands for ("" = $QEVAL_FASHION_MNIST or the Debian path), and
+// the file of `stem` ("t10k-images-idx3-ubyte") in it: STEM.gz when present, else STEM.
+std::string fashion_mnist_root(const std::string& root);
+std::string fashion_mnist_file(const std::string& root, const std::string& stem);
 const std::vector<std::string>& fashion_mnist_class_names();
 
 }  // namespace qeval

@@ -16,11 +16,6 @@ namespace qeval {
 
 namespace {
 
-std::string duration(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
-}
-
 std::string score_line(const EvalResult& e) {
   if (e.metric == "mAP") {
     return fmt::format("mAP@[.50:.95] {:.4f}, mAP@.50 {:.4f} ({} scenes)", e.coco[0], e.coco[1], e.samples);
@@ -85,7 +80,7 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
                                               : "";
                       std::cout << fmt::format("{}: {} after {} epochs in {}{} ({:.0f} img/s){}\n", o->model,
                                                score_line(b->eval), m->recipe.epochs,
-                                               duration(b->train.train_seconds), resumed,
+                                               format_duration(b->train.train_seconds), resumed,
                                                b->train.images_per_second,
                                                policy == CachePolicy::kBypass ? "" : "; cached at " + b->path);
                     }

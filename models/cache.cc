@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "core/file_io.h"
+#include "datasets/idx.h"
 
 namespace qeval {
 
@@ -22,19 +23,12 @@ std::string cache_root() {
 }
 
 Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts) {
-  std::string root = opts.data_root;
-  if (root.empty()) {
-    const char* env = std::getenv("QEVAL_FASHION_MNIST");
-    root = env && *env ? env : "/usr/share/datasets/fashion-mnist";
-  }
   XXH64_state_t* st = XXH64_createState();
   XXH64_reset(st, 0);
   // Both classifiers and det_tiny (its scenes are composited from it) derive from Fashion-MNIST.
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                         "t10k-labels-idx1-ubyte"}) {
-    std::string p = (fs::path(root) / f).string();
-    if (fs::exists(p + ".gz")) p += ".gz";
-    auto bytes = read_file(p);
+    auto bytes = read_file(fashion_mnist_file(opts.data_root, f));
     if (!bytes.is_ok()) {
       XXH64_freeState(st);
       return bytes.status();

@@ -4,16 +4,6 @@
 
 namespace qeval {
 
-namespace {
-// splitmix64: a fixed, portable generator so a seed gives the same weights everywhere.
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
 GraphBuilder::GraphBuilder(std::string graph_name, uint64_t seed) : rng_(seed * 0x2545F4914F6CDD1Dull + 1) {
   g_.name = std::move(graph_name);
 }
@@ -26,7 +16,7 @@ std::string GraphBuilder::unique(const std::string& base) {
 Tensor GraphBuilder::uniform(Shape shape, double bound) {
   Tensor t(DType::kFloat32, std::move(shape));
   for (float& v : t.span<float>()) {
-    const double u = static_cast<double>(splitmix64(rng_) >> 11) * 0x1.0p-53;  // [0,1)
+    const double u = rng_.uniform();  // [0, 1)
     v = static_cast<float>((2.0 * u - 1.0) * bound);
   }
   return t;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/graph.h"
+#include "core/random.h"
 
 namespace qeval {
 
@@ -48,7 +49,7 @@ class GraphBuilder {
   std::string unique(const std::string& base);
 
   Graph g_;
-  uint64_t rng_;
+  SplitMix64 rng_;
   std::map<std::string, int> used_;
 };
 

@@ -112,10 +112,11 @@ Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& op
     torch::Tensor xb = torch::empty({n, 1, kDetInputSize, kDetInputSize});
     torch::Tensor heat = torch::empty({n, kDetClasses, G, G}), reg = torch::empty({n, 4, G, G});
     torch::Tensor mask = torch::empty({n, G, G});
+    SplitMix64 flips(rng);
     for (int64_t k = 0; k < n; ++k) {
       std::vector<DetBox> boxes = scenes.boxes[idx[k]];
       torch::Tensor img = scenes.images[idx[k]];
-      if (hflip && (train_rng_next(rng) & 1)) {
+      if (hflip && (flips.next() & 1)) {
         img = img.flip({2});
         for (DetBox& b : boxes) b.x = kDetInputSize - b.x - b.w;
       }

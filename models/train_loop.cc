@@ -9,18 +9,13 @@
 #include <iostream>
 #include <numeric>
 
+#include <fmt/ranges.h>
+
 #include "core/file_io.h"
 
 namespace qeval {
 
 namespace fs = std::filesystem;
-
-uint64_t train_rng_next(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 namespace {
 double cos_anneal(double a, double b, double p) { return b + (a - b) / 2 * (1 + std::cos(M_PI * p)); }
@@ -42,12 +37,12 @@ double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total) {
   return cos_anneal(r.peak_lr, end, (t - warm) / std::max(1.0, total - warm));
 }
 
-namespace {
-
-std::string fmt_duration(double s) {
+std::string format_duration(double s) {
   const int64_t t = static_cast<int64_t>(s + 0.5);
   return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
 }
+
+namespace {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
                                                         const TrainRecipe& r) {
@@ -108,11 +103,13 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         return data_loss("{}: cannot read optimizer state: {}", op, ex.what());
       }
       out.first_epoch = e;
-      for (int k = 1; k <= e; ++k) {
-        auto lg = load_graph(ckpt_path(opts.checkpoint_dir, model.name, k, ".qmodel"));
-        out.epoch_loss.push_back(lg.is_ok() && lg->metadata.count("train_loss")
-                                     ? std::stod(lg->metadata.at("train_loss"))
-                                     : NAN);
+      // The checkpoint carries the losses of all epochs so far ("l1,l2,...").
+      auto it = g->metadata.find("train_losses");
+      if (it == g->metadata.end()) return data_loss("{}: checkpoint lacks metadata 'train_losses'", gp);
+      for (size_t pos = 0; pos < it->second.size();) {
+        const size_t comma = std::min(it->second.find(',', pos), it->second.size());
+        out.epoch_loss.push_back(std::stod(it->second.substr(pos, comma - pos)));
+        pos = comma + 1;
       }
       if (opts.progress) std::cerr << fmt::format("[train {}] resumed after epoch {} from {}\n", model.name, e, gp);
       break;
@@ -124,12 +121,12 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
   int64_t images_done = 0;
   module.train(true);
   for (int epoch = out.first_epoch; epoch < r.epochs; ++epoch) {
-    // Permutation of epoch e from (seed, e): Fisher–Yates with splitmix64.
+    // Permutation of epoch e from (seed, e): Fisher–Yates with SplitMix64.
     std::vector<int64_t> perm(num_samples);
     std::iota(perm.begin(), perm.end(), 0);
-    uint64_t rs = r.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + 17;
+    SplitMix64 rng(r.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + 17);
     for (int64_t i = num_samples - 1; i > 0; --i) {
-      std::swap(perm[i], perm[train_rng_next(rs) % static_cast<uint64_t>(i + 1)]);
+      std::swap(perm[i], perm[rng.next() % static_cast<uint64_t>(i + 1)]);
     }
     double loss_sum = 0;
     int64_t loss_n = 0;
@@ -143,7 +140,7 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
       torch::Tensor loss;
       try {
         opt->zero_grad();
-        loss = loss_fn(idx, rs ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull));
+        loss = loss_fn(idx, rng.state() ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull));
         loss.backward();
         opt->step();
       } catch (const std::exception& ex) {
@@ -169,7 +166,7 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         std::cerr << fmt::format("{}[train {}] epoch {}/{} step {}/{} loss {:.4f} lr {:.4f} {:.0f} img/s ETA {}{}",
                                  tty ? "\r" : "", model.name, epoch + 1, r.epochs, s + 1, steps_per_epoch,
                                  loss_sum / loss_n, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps), ips,
-                                 fmt_duration(left / std::max(1.0, ips)), tty ? "\033[K" : "\n");
+                                 format_duration(left / std::max(1.0, ips)), tty ? "\033[K" : "\n");
       }
     }
     if (opts.progress && tty) std::cerr << "\n";
@@ -180,7 +177,7 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
       if (ec) return io_error("{}: cannot create checkpoint folder: {}", opts.checkpoint_dir, ec.message());
       QEVAL_ASSIGN_OR_RETURN(Graph g, module.to_graph());
       g.metadata["epoch"] = std::to_string(epoch + 1);
-      g.metadata["train_loss"] = fmt::format("{:.17g}", out.epoch_loss.back());
+      g.metadata["train_losses"] = fmt::format("{:.17g}", fmt::join(out.epoch_loss, ","));
       // Optimizer first, graph last: a graph file marks a complete checkpoint.
       const std::string op = ckpt_path(opts.checkpoint_dir, model.name, epoch + 1, ".optim.pt");
       try {

@@ -8,16 +8,14 @@
 
 #include <functional>
 
+#include "core/random.h"
 #include "models/trainer.h"
 #include "quant/interpreter.h"
 
 namespace qeval {
 
-// splitmix64 step: the trainer's only random source (portable, seedable).
-uint64_t train_rng_next(uint64_t& state);
-
-// Loss of the batch `idx` (sample indices) of epoch `epoch`; `rng` is seeded
-// from (recipe seed, epoch, batch) for augmentation decisions.
+// Loss of the batch `idx` (sample indices); `rng` is a seed derived from
+// (recipe seed, epoch, batch) for augmentation decisions (core/random.h).
 using BatchLossFn = std::function<torch::Tensor(const std::vector<int64_t>& idx, uint64_t rng)>;
 
 struct LoopResult {

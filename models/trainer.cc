@@ -90,9 +90,10 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
     torch::Tensor xb = x.index_select(0, ii);
     if (hflip) {
       // Flip each sample with p = 0.5 (one random bit per sample).
+      SplitMix64 flips(rng);
       std::vector<int64_t> flip;
       for (size_t k = 0; k < idx.size(); ++k) {
-        if (train_rng_next(rng) & 1) flip.push_back(static_cast<int64_t>(k));
+        if (flips.next() & 1) flip.push_back(static_cast<int64_t>(k));
       }
       if (!flip.empty()) {
         torch::Tensor fi = torch::tensor(flip, torch::kInt64);

@@ -41,6 +41,9 @@ struct TrainResult {
   int first_epoch = 0;  // > 0 when resumed
 };
 
+// "7m12s" or "45s", as the progress line and the CLI print durations.
+std::string format_duration(double seconds);
+
 Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& opts);
 
 // Scores a float graph of `model` on its test data (Fashion-MNIST test set, or

@@ -1,20 +1,23 @@
 #include "quant/interpreter.h"
 
+#include <algorithm>
 #include <set>
 
 namespace qeval {
 
 namespace F = torch::nn::functional;
 
+namespace {
+// The dtypes both sides have, one pair each.
+constexpr std::pair<DType, c10::ScalarType> kDTypes[] = {
+    {DType::kFloat32, torch::kFloat32}, {DType::kInt8, torch::kInt8},   {DType::kUInt8, torch::kUInt8},
+    {DType::kInt16, torch::kInt16},     {DType::kInt32, torch::kInt32}, {DType::kInt64, torch::kInt64}};
+}  // namespace
+
 torch::Tensor to_torch(const Tensor& t) {
   c10::ScalarType st = torch::kFloat32;
-  switch (t.dtype()) {
-    case DType::kFloat32: st = torch::kFloat32; break;
-    case DType::kInt8: st = torch::kInt8; break;
-    case DType::kUInt8: st = torch::kUInt8; break;
-    case DType::kInt16: st = torch::kInt16; break;
-    case DType::kInt32: st = torch::kInt32; break;
-    case DType::kInt64: st = torch::kInt64; break;
+  for (const auto& [d, s] : kDTypes) {
+    if (d == t.dtype()) st = s;
   }
   std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
   return torch::from_blob(const_cast<void*>(t.raw()), shape, st).clone();
@@ -22,16 +25,12 @@ torch::Tensor to_torch(const Tensor& t) {
 
 Result<Tensor> from_torch(const torch::Tensor& in) {
   torch::Tensor t = in.detach().contiguous().cpu();
-  DType d;
-  switch (t.scalar_type()) {
-    case torch::kFloat32: d = DType::kFloat32; break;
-    case torch::kInt8: d = DType::kInt8; break;
-    case torch::kUInt8: d = DType::kUInt8; break;
-    case torch::kInt16: d = DType::kInt16; break;
-    case torch::kInt32: d = DType::kInt32; break;
-    case torch::kInt64: d = DType::kInt64; break;
-    default: return unsupported("tensor of torch dtype {} has no qeval dtype", c10::toString(t.scalar_type()));
+  const auto* it = std::find_if(std::begin(kDTypes), std::end(kDTypes),
+                                [&](const auto& p) { return p.second == t.scalar_type(); });
+  if (it == std::end(kDTypes)) {
+    return unsupported("tensor of torch dtype {} has no qeval dtype", c10::toString(t.scalar_type()));
   }
+  const DType d = it->first;
   Tensor out(d, Shape(t.sizes().begin(), t.sizes().end()));
   std::memcpy(out.raw(), t.data_ptr(), out.nbytes());
   return out;
