@@ -244,3 +244,13 @@ float dequantize_value(int32_t q, float scale, int32_t zp) {
 }
 
 }  // namespace qeval
+
+namespace qeval {
+
+int32_t add_requantize(int64_t a, int64_t b, int32_t ma, int32_t mb, int r, int32_t zc, int32_t qmin,
+                       int32_t qmax, RoundingMode mode) {
+  const int64_t y = zc + rounding_shift_right(a * ma + b * mb, r, mode);
+  return static_cast<int32_t>(clamp_i64(y, qmin, qmax));
+}
+
+}  // namespace qeval

@@ -100,6 +100,11 @@ int32_t apply_multiplier(int32_t acc, Multiplier mult, RequantScheme scheme, Rou
 int32_t requantize(int32_t acc, Multiplier mult, int32_t zp, int32_t qmin, int32_t qmax,
                    RequantScheme scheme, RoundingMode mode);
 
+// Integer Add of two centred operands (tpu-mlir style, one shared shift r):
+//   y = clamp(zc + RSR(a·ma + b·mb, r, mode), qmin, qmax).
+int32_t add_requantize(int64_t a, int64_t b, int32_t ma, int32_t mb, int r, int32_t zc, int32_t qmin,
+                       int32_t qmax, RoundingMode mode);
+
 // Float requantization as MLAS's MlasRequantizeOutput does it:
 //   f = float(acc) * scale (float32 product);
 //   f = clamp(f, float(qmin - zp), float(qmax - zp));

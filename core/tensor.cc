@@ -113,6 +113,13 @@ int64_t Tensor::get_int(int64_t i) const {
   });
 }
 
+void Tensor::set_int(int64_t i, int64_t v) {
+  dispatch_dtype(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    static_cast<T*>(raw())[i] = static_cast<T>(v);
+  });
+}
+
 Tensor Tensor::clone() const {
   Tensor t = *this;
   if (storage_) t.storage_ = std::make_shared<std::vector<uint8_t>>(*storage_);

@@ -74,6 +74,8 @@ class Tensor {
   // Element i converted to double / int64 whatever the dtype.
   double get_double(int64_t i) const;
   int64_t get_int(int64_t i) const;
+  // Stores v (already in range of the dtype) as element i.
+  void set_int(int64_t i, int64_t v);
   Tensor clone() const;
   // Exact equality of dtype, shape and bytes.
   bool equals(const Tensor& other) const;

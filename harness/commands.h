@@ -27,6 +27,7 @@ void add_dataset_commands(CLI::App& app, CommandList& cmds);  // cmd_dataset.cc:
 void add_eval_coco_command(CLI::App& app, CommandList& cmds); // cmd_eval_coco.cc: eval-coco
 #ifdef QEVAL_HAVE_TORCH
 void add_train_commands(CLI::App& app, CommandList& cmds);    // cmd_train.cc: train, zoo
+void add_quantize_command(CLI::App& app, CommandList& cmds);  // cmd_quantize.cc: quantize
 #endif
 
 }  // namespace qeval

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   qeval::add_eval_coco_command(app, cmds);
 #ifdef QEVAL_HAVE_TORCH
   qeval::add_train_commands(app, cmds);
+  qeval::add_quantize_command(app, cmds);
 #endif
   try {
     app.parse(argc, argv);

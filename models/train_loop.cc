@@ -142,6 +142,7 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         opt->zero_grad();
         loss = loss_fn(idx, rng.state() ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull));
         loss.backward();
+        if (r.grad_clip > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), r.grad_clip);
         opt->step();
       } catch (const std::exception& ex) {
         std::string msg = ex.what();

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "core/random.h"
+#include "datasets/idx.h"
 #include "models/trainer.h"
 #include "quant/interpreter.h"
 
@@ -31,6 +32,14 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
 // The trained graph (recipe, dataset and fp32 score written into its metadata),
 // its score and the loop's figures.
 TrainResult make_train_result(Graph g, const ZooModel& m, const EvalResult& ev, const LoopResult& loop);
+
+// Classifier inputs as ZOO.md normalises them (x/255, (x − mean)/std, zero pad),
+// the first `limit` images (0 = all), NCHW float32; and their labels.
+torch::Tensor classifier_inputs(const ImageSet& s, const ZooModel& m, int64_t limit);
+torch::Tensor labels_of(const ImageSet& s, int64_t limit);
+
+// Top-1/top-5 of a module (fp32 or QAT) on the Fashion-MNIST test set.
+Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& module, const TrainOptions& opts);
 
 // LR of step t of T under the recipe's schedule (one-cycle as torch's OneCycleLR
 // with cos annealing: start peak/25, rise over warmup·T, fall to start/1e4).

@@ -12,8 +12,6 @@ namespace qeval {
 Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& opts);
 Result<EvalResult> evaluate_detector(const ZooModel& model, const Graph& g, const TrainOptions& opts);
 
-namespace {
-
 // ZOO.md input: x/255, (x − mean)/std, then zero-padded by model.pad on each side.
 torch::Tensor classifier_inputs(const ImageSet& s, const ZooModel& m, int64_t limit) {
   const int64_t n = limit > 0 ? std::min(limit, s.n) : s.n;
@@ -53,7 +51,6 @@ Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& modul
   return r;
 }
 
-}  // namespace
 
 TrainResult make_train_result(Graph g, const ZooModel& m, const EvalResult& ev, const LoopResult& loop) {
   const TrainRecipe& r = m.recipe;

@@ -29,6 +29,7 @@ struct TrainRecipe {
   bool hflip = true;                  // random horizontal flip, p = 0.5
   uint64_t seed = 0;
   int64_t train_limit = 0;            // 0 = whole training set
+  double grad_clip = 0;               // max global gradient norm (0 = no clipping)
 };
 
 struct ZooModel {

@@ -193,7 +193,13 @@ Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch:
     return invalid_argument("graph '{}' takes {} inputs, got {}", graph_.name, graph_.inputs.size(), inputs.size());
   }
   std::map<std::string, torch::Tensor> env;
-  for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs[i]] = inputs[i];
+  try {
+    for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs[i]] = prepare_input(i, inputs[i]);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    return invalid_argument("graph input: {}", msg);
+  }
   for (const Node& n : graph_.nodes) {
     std::vector<torch::Tensor> in;
     in.reserve(n.inputs.size());

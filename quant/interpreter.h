@@ -41,9 +41,9 @@ class GraphModule {
 
   // Copies every constant of `g` (weights, running statistics) into this module;
   // `g` must have the same constants with the same shapes (a checkpoint).
-  Status load_weights(const Graph& g);
+  virtual Status load_weights(const Graph& g);
   // The graph with the current weights and running statistics.
-  Result<Graph> to_graph() const;
+  virtual Result<Graph> to_graph() const;
   const Graph& graph() const { return graph_; }
 
  protected:
@@ -51,6 +51,8 @@ class GraphModule {
   Status init(bool channels_last);
   // Computes one node (float semantics of docs/ir.md). Override to add fake quant.
   virtual torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in);
+  // Applied to graph input i before the first node (the QAT core quantizes it).
+  virtual torch::Tensor prepare_input(size_t /*i*/, const torch::Tensor& x) { return x; }
 
   Graph graph_;
   std::map<std::string, torch::Tensor> tensors_;  // constants as torch tensors

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/file_io.h"
 #include "simulator/yaml_util.h"
 
 namespace qeval {
@@ -53,6 +54,79 @@ Result<QuantConfig> parse_quant_config_text(const std::string& text, const std::
     return invalid_argument("{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.msg);
   }
   return parse_quant_config(root, source);
+}
+
+Result<QatConfig> parse_qat_config(const YAML::Node& q, const std::string& src) {
+  QatConfig c;
+  c.source = fmt::format("{}:{}", src, q.Mark().line + 1);
+  if (!q.IsMap()) return yaml::at(q, src, invalid_argument("qat: expected a mapping of keys"));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(q, src, "qat.",
+                                         {"epochs", "lr", "optimizer", "schedule", "batch", "weight_decay",
+                                          "fake_quant", "weight_fake_quant", "freeze_bn_epoch", "calib_images",
+                                          "grad_clip"}));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "epochs", &c.epochs, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "lr", &c.lr, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "optimizer", &c.optimizer, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "schedule", &c.schedule, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "batch", &c.batch, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "weight_decay", &c.weight_decay, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "fake_quant", &c.fake_quant, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "weight_fake_quant", &c.weight_fake_quant, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "freeze_bn_epoch", &c.freeze_bn_epoch, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "calib_images", &c.calib_images, src, "qat."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "grad_clip", &c.grad_clip, src, "qat."));
+  auto bad = [&](const char* key, const std::string& v, const char* allowed) {
+    return yaml::at(q[key], src, invalid_argument("qat.{}: '{}' (allowed: {})", key, v, allowed));
+  };
+  if (c.optimizer != "sgd" && c.optimizer != "adam") return bad("optimizer", c.optimizer, "sgd, adam");
+  if (c.schedule != "cosine" && c.schedule != "onecycle" && c.schedule != "constant") {
+    return bad("schedule", c.schedule, "cosine, onecycle, constant");
+  }
+  if (c.fake_quant != "lsq" && c.fake_quant != "ste") return bad("fake_quant", c.fake_quant, "lsq, ste");
+  if (c.weight_fake_quant != "minmax" && c.weight_fake_quant != "lsq") {
+    return bad("weight_fake_quant", c.weight_fake_quant, "minmax, lsq");
+  }
+  auto positive = [&](const char* key, bool ok, const char* what) -> Status {
+    return ok ? Status::ok() : yaml::at(q[key], src, invalid_argument("qat.{}: must be {}", key, what));
+  };
+  QEVAL_RETURN_IF_ERROR(positive("epochs", c.epochs >= 0, ">= 0"));
+  QEVAL_RETURN_IF_ERROR(positive("lr", c.lr > 0, "> 0"));
+  QEVAL_RETURN_IF_ERROR(positive("batch", c.batch > 0, "> 0"));
+  QEVAL_RETURN_IF_ERROR(positive("calib_images", c.calib_images > 0, "> 0"));
+  QEVAL_RETURN_IF_ERROR(positive("freeze_bn_epoch", c.freeze_bn_epoch >= 0, ">= 0"));
+  QEVAL_RETURN_IF_ERROR(positive("grad_clip", c.grad_clip >= 0, ">= 0"));
+  return c;
+}
+
+Result<QuantizeCfg> parse_quantize_cfg(const std::string& text, const std::string& src) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return invalid_argument("{}:{}: YAML syntax error: {}", src, e.mark.line + 1, e.msg);
+  }
+  QuantizeCfg c;
+  c.quant.source = c.qat.source = src;
+  if (!root || root.IsNull()) return c;
+  if (!root.IsMap()) return yaml::at(root, src, invalid_argument("expected a mapping of cfg keys"));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(
+      root, src, "",
+      {"chip", "quant", "qat", "task", "name", "model", "model_path", "qat_model_path", "dataset", "test_input",
+       "input_shapes", "resize_dims", "mean", "scale", "pixel_format", "channel_format", "keep_aspect_ratio",
+       "int8_sym_tolerance", "int8_asym_tolerance", "debug_cmd", "metric_tolerance", "fast_test_count"}));
+  QEVAL_RETURN_IF_ERROR(yaml::read(root, "chip", &c.chip, src, ""));
+  if (root["quant"]) {
+    QEVAL_ASSIGN_OR_RETURN(c.quant, parse_quant_config(root["quant"], src));
+  }
+  if (root["qat"]) {
+    QEVAL_ASSIGN_OR_RETURN(c.qat, parse_qat_config(root["qat"], src));
+  }
+  return c;
+}
+
+Result<QuantizeCfg> load_quantize_cfg(const std::string& path) {
+  QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return parse_quantize_cfg(text, path);
 }
 
 Status check_quant_config(const QuantConfig& c, const ChipProfile& p) {

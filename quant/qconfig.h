@@ -41,6 +41,45 @@ struct QuantConfig {
   std::string source;  // "file:line" of the block, for later errors
 };
 
+// The `qat` block: fine-tuning recipe and fake quant choice.
+//   qat:
+//     epochs: 1                  # 0 = PTQ only
+//     lr: 0.002                  # peak LR (SGD + Nesterov, cosine decay)
+//     optimizer: sgd             # sgd | adam
+//     schedule: cosine           # cosine | onecycle | constant
+//     batch: 128
+//     weight_decay: 0.0
+//     fake_quant: lsq            # activations: lsq | ste
+//     weight_fake_quant: minmax  # minmax (per-channel max, STE) | lsq
+//     freeze_bn_epoch: 0         # BN statistics frozen from this epoch (0: from the start)
+//     calib_images: 512          # training images the observers see
+//     grad_clip: 0               # max gradient norm (0: off)
+struct QatConfig {
+  int epochs = 1;
+  double lr = 2e-3;
+  std::string optimizer = "sgd";
+  std::string schedule = "cosine";
+  int64_t batch = 128;
+  double weight_decay = 0.0;
+  std::string fake_quant = "lsq";
+  std::string weight_fake_quant = "minmax";
+  double freeze_bn_epoch = 0;
+  int64_t calib_images = 512;
+  double grad_clip = 0;
+  std::string source;
+};
+Result<QatConfig> parse_qat_config(const YAML::Node& block, const std::string& source);
+
+// A model cfg as `qeval quantize --cfg` reads it: `chip`, `quant` and `qat`
+// (the other keys of DESIGN.md's cfg are accepted and left to run_eval).
+struct QuantizeCfg {
+  std::string chip = "bm1690";
+  QuantConfig quant;
+  QatConfig qat;
+};
+Result<QuantizeCfg> load_quantize_cfg(const std::string& path);
+Result<QuantizeCfg> parse_quantize_cfg(const std::string& yaml_text, const std::string& source);
+
 // Parses the block (a YAML mapping); `source` names the file.
 Result<QuantConfig> parse_quant_config(const YAML::Node& block, const std::string& source);
 Result<QuantConfig> parse_quant_config_text(const std::string& yaml_text, const std::string& source);

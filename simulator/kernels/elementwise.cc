@@ -196,9 +196,8 @@ Result<EvalFn> prepare_Add(const KernelArgs& a) {
     const Tensor &A = *in[0], &B = *in[1];
     Tensor& Y = *out[0];
     binary_loop(A, B, Y, [&](int64_t i, int64_t ia, int64_t ib) {
-      const int64_t s = (load_i(A, ia) - qa.z()) * ma + (load_i(B, ib) - qb.z()) * mb;
-      const int64_t y = qc.z() + rounding_shift_right(s, r, mode);
-      store_i(Y, i, static_cast<int32_t>(clamp_i64(y, qc.qmin, qc.qmax)));
+      store_i(Y, i, add_requantize(load_i(A, ia) - qa.z(), load_i(B, ib) - qb.z(), static_cast<int32_t>(ma),
+                                   static_cast<int32_t>(mb), r, qc.z(), qc.qmin, qc.qmax, mode));
     });
     return Status::ok();
   });

@@ -1,0 +1,64 @@
+// `qeval quantize`: the whole QAT flow for a zoo classifier, LibTorch inside
+// (none in this header):
+//   prepare (quant/plan) -> calibrate -> PTQ model -> QAT fine-tune (optional)
+//   -> freeze -> convert_deploy -> lower for the chip profile -> score in the
+//   simulator, with the deploy-aligned forward checked against the simulator
+//   element for element, and the plain fake-quant model's disagreement per layer.
+// Writes into the output folder: MODEL.qmodel (lowered program), MODEL_ptq.qmodel,
+// MODEL_cali_table (tpu-mlir format), MODEL_qdq.onnx, summary.json, and QAT
+// checkpoints under checkpoints/ (resumable).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/trainer.h"
+#include "quant/qconfig.h"
+
+namespace qeval {
+
+struct QuantizeOptions {
+  QuantizeCfg cfg;
+  bool ptq_only = false;
+  int threads = 2;
+  std::string out_dir;
+  bool resume = false;     // continue QAT from out_dir/checkpoints
+  bool progress = true;
+  int64_t eval_limit = 0;  // test images scored (0 = all 10k)
+  int64_t train_limit = 0; // training images used by QAT (0 = all 60k)
+  bool compare = true;     // aligned/fake-quant vs simulator comparison
+  std::string data_root;
+  uint64_t seed = 0;
+};
+
+// Disagreement of one integer activation between a QAT forward and the simulator.
+struct LayerAgreement {
+  std::string value;
+  int64_t elements = 0;
+  int64_t mismatched = 0;
+  int64_t max_lsb = 0;
+};
+
+struct QuantizeResult {
+  std::string model, chip;
+  EvalResult fp32, ptq_sim, qat_fake_quant, qat_sim;
+  bool did_qat = false;
+  std::vector<double> qat_epoch_loss;
+  double qat_seconds = 0, qat_images_per_second = 0;
+  // Deploy-aligned forward vs simulator and plain fake quant vs simulator.
+  std::vector<LayerAgreement> aligned, fake_quant;
+  int64_t aligned_elements = 0, aligned_mismatched = 0;
+  double class_agreement_aligned = 0;  // fraction of images with the same top-1
+  std::vector<std::string> files;      // what was written
+};
+
+Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp32, const QuantizeOptions& opts);
+
+// Top-1/top-5 of a lowered program run by the simulator on the model's test set.
+Result<EvalResult> evaluate_program(const ZooModel& model, const Graph& program, const std::string& chip,
+                                    const TrainOptions& opts);
+
+// summary.json text of a result.
+std::string quantize_summary_json(const QuantizeResult& r);
+
+}  // namespace qeval
