@@ -40,6 +40,7 @@ class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
     ctx->saved_data["learn"] = learn_scale;
     ctx->saved_data["g"] = grad_factor;
     ctx->saved_data["axis"] = axis;
+    ctx->saved_data["scale_shape"] = scale.sizes().vec();
     return (p.q - z) * s;
   }
 
@@ -63,6 +64,7 @@ class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
         }
         ds = full.sum(dims);
       }
+      ds = ds.reshape(ctx->saved_data["scale_shape"].toIntVector());  // [] or [1] per tensor
     }
     return {dx, ds, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor()};
