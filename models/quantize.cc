@@ -14,6 +14,7 @@
 #include "quant/aligned.h"
 #include "quant/export.h"
 #include "quant/qat.h"
+#include "simulator/onnx_export.h"
 #include "simulator/program.h"
 
 namespace qeval {
@@ -45,9 +46,16 @@ Status calibrate(QatModule& m, const torch::Tensor& x, int64_t count) {
   return m.enable_quantization();
 }
 
+// Lowered for batch 1, then the input's batch dimension is freed, so the
+// simulator (and `qeval sim`) runs any batch size; lowering's parameters do
+// not depend on it.
 Result<Graph> lower_for(const Graph& quantized, const ChipProfile& p) {
   auto g = lower_graph(quantized, p);
   if (!g.is_ok()) return g.status().with_context("lowering for " + p.name);
+  for (const std::string& in : g->inputs) {
+    ValueInfo& vi = g->value(in);
+    if (!vi.shape.empty()) vi.shape[0] = -1;
+  }
   return g;
 }
 
@@ -91,9 +99,8 @@ struct SimPass {
 Result<SimPass> sim_pass(const ZooModel& model, const Graph& program, const ChipProfile& profile,
                          const torch::Tensor& x, const torch::Tensor& y, QatModule* qat, bool progress,
                          const std::string& what) {
-  Graph g = program;
+  const Graph& g = program;
   const std::string in_name = g.inputs.at(0);
-  g.value(in_name).shape[0] = -1;  // any batch
   QEVAL_ASSIGN_OR_RETURN(Executor ex, Executor::create(g, profile));
   const auto t0 = std::chrono::steady_clock::now();
   const bool tty = isatty(2);
@@ -198,18 +205,6 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   torch::Tensor xte = classifier_inputs(test, model, opts.eval_limit);
   torch::Tensor yte = labels_of(test, opts.eval_limit);
 
-  TrainOptions topts;
-  topts.threads = opts.threads;
-  topts.progress = false;
-  topts.eval_limit = opts.eval_limit;
-  topts.data_root = opts.data_root;
-  {
-    QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32, true));
-    QEVAL_ASSIGN_OR_RETURN(res.fp32, evaluate_classifier(model, *fm, topts));
-  }
-  note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
-                                  res.fp32.top1, res.fp32.samples, profile.name));
-
   const QatConfig& qc = cfg.qat;
   const int epochs = opts.ptq_only ? 0 : qc.epochs;
   const int64_t steps_per_epoch = (xtr.size(0) + qc.batch - 1) / qc.batch;
@@ -222,6 +217,18 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
                                   "{} BN folded, {} float nodes",
                                   model.name, qat->plan().act.size(), qat->plan().weight.size(),
                                   qat->plan().folded_bn.size(), qat->plan().float_nodes.size()));
+  TrainOptions topts;
+  topts.threads = opts.threads;
+  topts.progress = false;
+  topts.eval_limit = opts.eval_limit;
+  topts.data_root = opts.data_root;
+  {
+    QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32, true));
+    QEVAL_ASSIGN_OR_RETURN(res.fp32, evaluate_classifier(model, *fm, topts));
+  }
+  note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
+                                  res.fp32.top1, res.fp32.samples, profile.name));
+
   const auto tc = std::chrono::steady_clock::now();
   QEVAL_RETURN_IF_ERROR(calibrate(*qat, xtr, qc.calib_images));
   note(opts.progress, fmt::format("[quantize {}] calibrate: {} images, observer {} ({})", model.name,
@@ -325,6 +332,9 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   res.files.push_back(qpath);
   QEVAL_ASSIGN_OR_RETURN(std::string table, calibration_table(q, profile.name));
   QEVAL_RETURN_IF_ERROR(write_text((out / (model.name + "_cali_table")).string(), table, &res.files));
+  const std::string onnx_path = (out / (model.name + "_qdq.onnx")).string();
+  QEVAL_RETURN_IF_ERROR(save_onnx_qdq(q, onnx_path));
+  res.files.push_back(onnx_path);
   QEVAL_RETURN_IF_ERROR(write_text((out / "summary.json").string(), quantize_summary_json(res), &res.files));
   return res;
 }

@@ -115,8 +115,8 @@ Result<ChipProfile> parse_node(const YAML::Node& root, const std::string& src) {
   QEVAL_RETURN_IF_ERROR(read_mode(root, "nonlinear", &p.nonlinear, src));
   QEVAL_RETURN_IF_ERROR(read_mode(root, "softmax", &p.softmax, src));
   for (int b : p.weight_bits) {
-    if (b != 4 && b != 8 && b != 16) {
-      return invalid_argument("{}: weights.bits has {} (allowed: 4, 8, 16)", src, b);
+    if (b != 4 && b != 7 && b != 8 && b != 16) {
+      return invalid_argument("{}: weights.bits has {} (allowed: 4, 7, 8, 16)", src, b);
     }
   }
   return p;
