@@ -272,17 +272,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     BatchLossFn loss_fn = [&, m](const std::vector<int64_t>& idx, uint64_t rng) {
       torch::Tensor ii = torch::tensor(idx, torch::kInt64);
       torch::Tensor xb = xtr.index_select(0, ii);
-      if (hflip) {
-        SplitMix64 flips(rng);
-        std::vector<int64_t> flip;
-        for (size_t k = 0; k < idx.size(); ++k) {
-          if (flips.next() & 1) flip.push_back(static_cast<int64_t>(k));
-        }
-        if (!flip.empty()) {
-          torch::Tensor fi = torch::tensor(flip, torch::kInt64);
-          xb.index_copy_(0, fi, xb.index_select(0, fi).flip({3}));
-        }
-      }
+      if (hflip) random_hflip(xb, rng);
       xb = GraphModule::to_channels_last(xb);
       auto out = m->forward({xb});
       if (!out.is_ok()) throw std::runtime_error(out.status().message());

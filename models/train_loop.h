@@ -38,6 +38,10 @@ TrainResult make_train_result(Graph g, const ZooModel& m, const EvalResult& ev, 
 torch::Tensor classifier_inputs(const ImageSet& s, const ZooModel& m, int64_t limit);
 torch::Tensor labels_of(const ImageSet& s, int64_t limit);
 
+// Flips each sample of the batch horizontally with p = 0.5, one bit of
+// SplitMix64(rng) per sample (the trainers' augmentation), in place.
+void random_hflip(torch::Tensor& xb, uint64_t rng);
+
 // Top-1/top-5 of a module (fp32 or QAT) on the Fashion-MNIST test set.
 Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& module, const TrainOptions& opts);
 

@@ -9,6 +9,18 @@
 
 namespace qeval {
 
+void random_hflip(torch::Tensor& xb, uint64_t rng) {
+  SplitMix64 flips(rng);
+  std::vector<int64_t> flip;
+  for (int64_t k = 0; k < xb.size(0); ++k) {
+    if (flips.next() & 1) flip.push_back(k);
+  }
+  if (!flip.empty()) {
+    torch::Tensor fi = torch::tensor(flip, torch::kInt64);
+    xb.index_copy_(0, fi, xb.index_select(0, fi).flip({3}));
+  }
+}
+
 Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& opts);
 Result<EvalResult> evaluate_detector(const ZooModel& model, const Graph& g, const TrainOptions& opts);
 
@@ -85,18 +97,7 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
     torch::Tensor ii = torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
                                         torch::kInt64);
     torch::Tensor xb = x.index_select(0, ii);
-    if (hflip) {
-      // Flip each sample with p = 0.5 (one random bit per sample).
-      SplitMix64 flips(rng);
-      std::vector<int64_t> flip;
-      for (size_t k = 0; k < idx.size(); ++k) {
-        if (flips.next() & 1) flip.push_back(static_cast<int64_t>(k));
-      }
-      if (!flip.empty()) {
-        torch::Tensor fi = torch::tensor(flip, torch::kInt64);
-        xb.index_copy_(0, fi, xb.index_select(0, fi).flip({3}));
-      }
-    }
+    if (hflip) random_hflip(xb, rng);
     auto out = module->forward({GraphModule::to_channels_last(xb)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
     return torch::nn::functional::cross_entropy((*out)[0], y.index_select(0, ii));

@@ -202,6 +202,14 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
     vi.dtype = dt;
     vi.quant = std::move(qp);
   };
+  auto add_convert = [&](OpKind op, const std::string& in, const std::string& out) {
+    Node n;
+    n.op = op;
+    n.name = out;
+    n.inputs = {in};
+    n.outputs = {out};
+    q.nodes.push_back(std::move(n));
+  };
   auto as_int = [&](const std::string& v) -> Result<std::string> {
     if (auto it = int_name.find(v); it != int_name.end()) return it->second;
     auto f = float_name.find(v);
@@ -209,12 +217,7 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
     QEVAL_ASSIGN_OR_RETURN(QuantParams qp, params_of(v));
     const std::string name = v + ".q";
     add_value(name, qp.dtype, qp);
-    Node n;
-    n.op = OpKind::kQuantize;
-    n.name = name;
-    n.inputs = {f->second};
-    n.outputs = {name};
-    q.nodes.push_back(n);
+    add_convert(OpKind::kQuantize, f->second, name);
     int_name[v] = name;
     return name;
   };
@@ -224,12 +227,7 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
     if (i == int_name.end()) return internal_error("value '{}' is not defined", v);
     const std::string name = graph_outputs.count(v) ? v : v + ".f";
     add_value(name, DType::kFloat32, std::nullopt);
-    Node n;
-    n.op = OpKind::kDequantize;
-    n.name = name;
-    n.inputs = {i->second};
-    n.outputs = {name};
-    q.nodes.push_back(n);
+    add_convert(OpKind::kDequantize, i->second, name);
     float_name[v] = name;
     return name;
   };

@@ -47,12 +47,7 @@ Result<QuantConfig> parse_quant_config(const YAML::Node& q, const std::string& s
 }
 
 Result<QuantConfig> parse_quant_config_text(const std::string& text, const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    return invalid_argument("{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.msg);
-  }
+  QEVAL_ASSIGN_OR_RETURN(YAML::Node root, yaml::load(text, source));
   return parse_quant_config(root, source);
 }
 
@@ -99,12 +94,7 @@ Result<QatConfig> parse_qat_config(const YAML::Node& q, const std::string& src) 
 }
 
 Result<QuantizeCfg> parse_quantize_cfg(const std::string& text, const std::string& src) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    return invalid_argument("{}:{}: YAML syntax error: {}", src, e.mark.line + 1, e.msg);
-  }
+  QEVAL_ASSIGN_OR_RETURN(YAML::Node root, yaml::load(text, src));
   QuantizeCfg c;
   c.quant.source = c.qat.source = src;
   if (!root || root.IsNull()) return c;

@@ -47,7 +47,7 @@ TEST(QuantConfig, ProfileDecidesSignAndSymmetry) {
 
 TEST(QuantConfig, ErrorsNameKeyAndAllowedValues) {
   EXPECT_EQ(error_of("weight_bits: 3\n", "bm1690"), "m.yaml:1: quant.weight_bits: 3 (bm1690 allows 4, 8)");
-  EXPECT_EQ(error_of("weight_bits: 4\n", "onnx-qdq"), "m.yaml:1: quant.weight_bits: 4 (onnx-qdq allows 8)");
+  EXPECT_EQ(error_of("weight_bits: 4\n", "onnx-qdq"), "m.yaml:1: quant.weight_bits: 4 (onnx-qdq allows 7, 8)");
   EXPECT_NE(error_of("observer: kl\n", "bm1690").find("m.yaml:1: quant: observer = 'kl': allowed minmax, "
                                                      "ema_minmax, percentile, mse"),
             std::string::npos)

@@ -16,6 +16,15 @@ inline Status at(const YAML::Node& n, const std::string& source, Status s) {
   return s.with_context(fmt::format("{}:{}", source, n.Mark().line + 1));
 }
 
+// Parses YAML text; a syntax error names source:line.
+inline Result<YAML::Node> load(const std::string& text, const std::string& source) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return invalid_argument("{}:{}: YAML syntax error: {}", source, e.mark.line + 1, e.msg);
+  }
+}
+
 // Every key of mapping `n` must be in `allowed`; `where` prefixes key names ("weights.").
 inline Status check_keys(const YAML::Node& n, const std::string& source, const std::string& where,
                          const std::set<std::string>& allowed) {
