@@ -5,6 +5,8 @@
 //                  [--no-compare] [--threads N]
 #include <iostream>
 
+#include <fmt/ranges.h>
+
 #include "harness/commands.h"
 #include "models/cache.h"
 #include "models/quantize.h"
@@ -15,7 +17,7 @@ namespace qeval {
 void add_quantize_command(CLI::App& app, CommandList& cmds) {
   struct Opts {
     std::string model, cfg, out, weights;
-    bool ptq = false, resume = false, no_compare = false;
+    bool ptq = false, resume = false, no_compare = false, no_ptq_eval = false;
     int qat_epochs = -1, threads = 2;
     int64_t eval_limit = 0, train_limit = 0;
   };
@@ -34,6 +36,7 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
       ->check(CLI::NonNegativeNumber);
   q->add_option("--train-limit", o->train_limit, "calibrate and fine-tune on the first N training images")
       ->check(CLI::NonNegativeNumber);
+  q->add_flag("--no-ptq-eval", o->no_ptq_eval, "do not score the PTQ model (it is still written; top-1 -1)");
   q->add_flag("--no-compare", o->no_compare, "skip the deploy-aligned / fake-quant vs simulator comparison");
   q->add_option("--threads", o->threads, "LibTorch threads")->check(CLI::Range(1, 256));
   cmds.push_back({q, [o] {
@@ -53,6 +56,7 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                     qo.eval_limit = o->eval_limit;
                     qo.train_limit = o->train_limit;
                     qo.compare = !o->no_compare;
+                    qo.score_ptq = !o->no_ptq_eval;
                     Graph fp32;
                     if (!o->weights.empty()) {
                       auto g = load_graph(o->weights);
@@ -73,6 +77,13 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                                              r->did_qat ? "QAT" : "PTQ", r->did_qat ? "QAT" : "PTQ", r->model,
                                              r->chip, r->fp32.top1, r->ptq_sim.top1, r->qat_fake_quant.top1,
                                              r->qat_sim.top1);
+                    if (!r->float_nodes.empty()) {
+                      std::cout << "hybrid: runs in float on the chip: " << fmt::format("{}", fmt::join(r->float_nodes, ", "))
+                                << "\n";
+                    }
+                    if (!r->int16_values.empty()) {
+                      std::cout << "16-bit activations: " << fmt::format("{}", fmt::join(r->int16_values, ", ")) << "\n";
+                    }
                     if (qo.compare) {
                       std::cout << fmt::format("deploy-aligned vs simulator: {} of {} integer activations differ; "
                                                "top-1 agreement {:.4f}\n",

@@ -239,8 +239,12 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   {
     QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
     QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_for(q, profile));
-    QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, nullptr, opts.progress, "ptq"));
-    res.ptq_sim = p.eval;
+    if (opts.score_ptq) {
+      QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, nullptr, opts.progress, "ptq"));
+      res.ptq_sim = p.eval;
+    } else {
+      res.ptq_sim.top1 = res.ptq_sim.top5 = -1;  // not scored
+    }
     const std::string path = (fs::path(opts.out_dir) / (model.name + "_ptq.qmodel")).string();
     QEVAL_RETURN_IF_ERROR(save_graph(prog, path));
     res.files.push_back(path);
@@ -316,6 +320,10 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   res.aligned_mismatched = p.aligned_mismatched;
   res.class_agreement_aligned = p.class_agreement;
 
+  res.float_nodes.assign(qat->plan().float_nodes.begin(), qat->plan().float_nodes.end());
+  for (const auto& [name, vi] : prog.values) {
+    if (vi.quant && vi.quant->dtype == DType::kInt16 && !prog.is_constant(name)) res.int16_values.push_back(name);
+  }
   const fs::path out(opts.out_dir);
   const std::string qpath = (out / (model.name + ".qmodel")).string();
   QEVAL_RETURN_IF_ERROR(save_graph(prog, qpath));
@@ -330,6 +338,11 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
 }
 
 std::string quantize_summary_json(const QuantizeResult& r) {
+  auto quoted = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "\"" : ", \"") + x + "\"";
+    return s;
+  };
   auto layers = [](const std::vector<LayerAgreement>& v) {
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) {
@@ -343,10 +356,12 @@ std::string quantize_summary_json(const QuantizeResult& r) {
       "  \"ptq_sim_top1\": {:.4f},\n  \"qat\": {},\n  \"qat_fake_quant_top1\": {:.4f},\n  \"qat_sim_top1\": {:.4f},\n"
       "  \"qat_epoch_loss\": [{:.6f}],\n  \"qat_seconds\": {:.1f},\n"
       "  \"aligned_elements\": {},\n  \"aligned_mismatched\": {},\n  \"aligned_class_agreement\": {:.6f},\n"
+      "  \"float_layers\": [{}],\n  \"int16_activations\": [{}],\n"
       "  \"aligned_layers\": {},\n  \"fake_quant_layers\": {}\n}}\n",
       r.model, r.chip, r.qat_sim.samples, r.fp32.top1, r.ptq_sim.top1, r.did_qat ? "true" : "false",
       r.qat_fake_quant.top1, r.qat_sim.top1, fmt::join(r.qat_epoch_loss, ", "), r.qat_seconds, r.aligned_elements,
-      r.aligned_mismatched, r.class_agreement_aligned, layers(r.aligned), layers(r.fake_quant));
+      r.aligned_mismatched, r.class_agreement_aligned, quoted(r.float_nodes), quoted(r.int16_values),
+      layers(r.aligned), layers(r.fake_quant));
 }
 
 }  // namespace qeval

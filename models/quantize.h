@@ -27,6 +27,7 @@ struct QuantizeOptions {
   int64_t eval_limit = 0;  // test images scored (0 = all 10k)
   int64_t train_limit = 0; // training images used by QAT (0 = all 60k)
   bool compare = true;     // aligned/fake-quant vs simulator comparison
+  bool score_ptq = true;   // score the PTQ model in the simulator (it is written either way)
   std::string data_root;
   uint64_t seed = 0;
 };
@@ -49,6 +50,8 @@ struct QuantizeResult {
   std::vector<LayerAgreement> aligned, fake_quant;
   int64_t aligned_elements = 0, aligned_mismatched = 0;
   double class_agreement_aligned = 0;  // fraction of images with the same top-1
+  std::vector<std::string> float_nodes;  // hybrid: nodes the simulator runs in float
+  std::vector<std::string> int16_values; // activations kept in 16 bits
   std::vector<std::string> files;      // what was written
 };
 

@@ -49,8 +49,13 @@ expect_error_fixed "unknown layer" "quant.float_layers: 'fc9' is not a layer of 
 printf 'qat:\n  epochz: 2\n' >"$WORK/bad_key.yaml"
 expect_error_fixed "unknown qat key" "bad_key.yaml:2: unknown key 'qat.epochz'" \
   "$QEVAL" "${Q[@]}" --cfg "$WORK/bad_key.yaml" --out "$WORK/e4"
-printf 'chip: bm1690\nquant:\n  int16_layers: [stem.0]\n' >"$WORK/ok16.yaml"
-expect_ok "int16 layer accepted by bm1690" "$QEVAL" "${Q[@]}" --cfg "$WORK/ok16.yaml" --ptq --out "$WORK/i16"
+printf 'chip: bm1690\nquant:\n  int16_layers: [stem.0]\n  float_layers: [fc]\n' >"$WORK/ok16.yaml"
+expect_ok "int16 + hybrid float layer accepted by bm1690" "$QEVAL" "${Q[@]}" --cfg "$WORK/ok16.yaml" --ptq --out "$WORK/i16"
+check "report marks the float layer" grep -q "hybrid: runs in float on the chip: fc" "$WORK/out"
+check "summary lists it" grep -q '"float_layers": \["fc"\]' "$WORK/i16/summary.json"
+check "16-bit activations reported" grep -q '"int16_activations": \["stem.1", "stem.1.relu"\]' "$WORK/i16/summary.json"
+check "hybrid: aligned == simulator" grep -q '"aligned_mismatched": 0,' "$WORK/i16/summary.json"
+check "hybrid cali table is mixed precision" grep -qx "# work_mode:QAT_mix_prec" "$WORK/i16/resnet8_cali_table"
 printf 'chip: onnx-qdq\nquant:\n  int16_layers: [stem.0]\n' >"$WORK/bad16.yaml"
 expect_error "int16 layer refused by onnx-qdq" "quant.int16_layers: onnx-qdq has no 16-bit activations" \
   "$QEVAL" "${Q[@]}" --cfg "$WORK/bad16.yaml" --ptq --out "$WORK/e5"
