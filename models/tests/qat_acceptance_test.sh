@@ -22,7 +22,7 @@ run() {  # run MODEL CFG COMPARE
   local m=$1 cfg=$2 out="$WORK/$1_$2"
   local extra=()
   [ "$3" = no ] && extra=(--no-compare)
-  "$QEVAL" quantize --model "$m" --cfg "$ROOT/regression/quant/$cfg.yaml" --out "$out" "${extra[@]}" \
+  "$QEVAL" quantize --model "$m" --cfg "$ROOT/regression/quant/${m}_$cfg.yaml" --out "$out" "${extra[@]}" \
     >"$out.out" 2>"$out.err"
   check "$m $cfg exits 0" test $? -eq 0
   local s="$out/summary.json"
