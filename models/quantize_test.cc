@@ -138,6 +138,9 @@ TEST(DeployAligned, HybridFloatAndInt16Layers) {
   ASSERT_TRUE(q.is_ok()) << q.status().message();
   EXPECT_EQ(q->find_value("layer2.bn1.relu")->quant->dtype, DType::kInt16);
   EXPECT_EQ(q->find_value("layer3.conv2.weight")->quant->dtype, DType::kInt8);
+  auto table = calibration_table(*q, "bm1690");
+  ASSERT_TRUE(table.is_ok());
+  EXPECT_NE(table->find("# work_mode:QAT_mix_prec\n# weight_bits layer3.conv2 4\n"), std::string::npos) << *table;
   // 4-bit weights: every integer weight in [-8, 7].
   const Tensor* w4 = q->find_constant("layer3.conv2.weight");
   for (int64_t i = 0; i < w4->numel(); ++i) ASSERT_LE(std::abs(w4->get_int(i) + 0.5), 8) << i;

@@ -3,6 +3,7 @@
 //
 // tpu-mlir calibration table (as sophgo-mq's convert_deploy writes it):
 //   # work_mode:QAT_all_int8          (QAT_mix_prec when any layer is not int8)
+//   # weight_bits <layer> <bits>      one line per layer whose weights are not 8-bit
 //   # op_name threshold min max
 //   <value> <threshold> <min> <max>   one line per quantized activation:
 //                                     threshold = s·(2^(bits−1) − 1) (symmetric),

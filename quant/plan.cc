@@ -325,6 +325,8 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
           wi.set_int(c * inner + k, quantize_value(wd[c * inner + k], s, z, wp.qmin(), wp.qmax(), dp.rounding));
         }
       }
+      const int bits = plan.weight.count(n.name) ? plan.weight.at(n.name).bits : 8;
+      if (bits != 8) q.metadata["weight_bits." + n.name] = std::to_string(bits);
       const std::string wname = n.inputs[1];
       q.constants[wname] = std::move(wi);
       add_value(wname, wp.dtype, wp);
