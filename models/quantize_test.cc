@@ -4,6 +4,7 @@
 // config errors, calibration table format.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/file_io.h"
@@ -168,6 +169,25 @@ TEST(DeployAligned, HybridFloatAndInt16Layers) {
     }
   }
   EXPECT_TRUE(torch::allclose(to_torch(sim->at("logits")), al->at("logits"), 1e-5, 1e-5));
+}
+
+TEST(DeployAligned, PowerOfTwoScales) {
+  QuantConfig cfg;
+  cfg.power_of_two = true;
+  auto m = calibrated(zoo("resnet8"), cfg, images(8, 32, 6));
+  auto q = m->convert_deploy();
+  ASSERT_TRUE(q.is_ok()) << q.status().message();
+  int checked = 0;
+  for (const auto& [name, vi] : q->values) {
+    if (!vi.quant) continue;
+    for (float s : vi.quant->scale) {
+      int e = 0;
+      ASSERT_EQ(std::frexp(s, &e), 0.5f) << name << " scale " << s;  // exactly 2^(e-1)
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 100);
+  EXPECT_GT(expect_aligned_equals_simulator(*q, images(4, 32, 7)), 10000);
 }
 
 TEST(CaliTable, TpuMlirFormat) {
