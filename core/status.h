@@ -15,6 +15,9 @@
 
 namespace qeval {
 
+// The first line of an exception's message (LibTorch's carry a C++ backtrace after it).
+inline std::string first_line(const std::string& what) { return what.substr(0, what.find('\n')); }
+
 enum class StatusCode {
   kOk = 0,
   kInvalidArgument,  // bad user input: cfg value, shape, dtype, missing input

@@ -172,17 +172,6 @@ Status write_text(const std::string& path, const std::string& text, std::vector<
 
 }  // namespace
 
-Result<EvalResult> evaluate_program(const ZooModel& model, const Graph& program, const std::string& chip,
-                                    const TrainOptions& opts) {
-  at::set_num_threads(std::max(1, opts.threads));
-  QEVAL_ASSIGN_OR_RETURN(ChipProfile profile, load_profile(chip));
-  QEVAL_ASSIGN_OR_RETURN(ImageSet test, load_fashion_mnist("test", opts.data_root));
-  torch::Tensor x = classifier_inputs(test, model, opts.eval_limit);
-  torch::Tensor y = labels_of(test, opts.eval_limit);
-  QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, program, profile, x, y, nullptr, opts.progress, "eval"));
-  return p.eval;
-}
-
 Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp32, const QuantizeOptions& opts) {
   if (model.task != "classify") {
     return unsupported("{}: qeval quantize handles classifiers (task classify); {} is a {} model", model.name,

@@ -57,10 +57,6 @@ struct QuantizeResult {
 
 Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp32, const QuantizeOptions& opts);
 
-// Top-1/top-5 of a lowered program run by the simulator on the model's test set.
-Result<EvalResult> evaluate_program(const ZooModel& model, const Graph& program, const std::string& chip,
-                                    const TrainOptions& opts);
-
 // summary.json text of a result.
 std::string quantize_summary_json(const QuantizeResult& r);
 

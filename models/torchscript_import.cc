@@ -330,9 +330,7 @@ Result<Graph> import_torchscript_file(const std::string& path, const Shape& inpu
     m.eval();
     m = torch::jit::freeze_module(m);
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    return invalid_argument("{}: cannot load TorchScript module: {}", path, msg);
+    return invalid_argument("{}: cannot load TorchScript module: {}", path, first_line(e.what()));
   }
   auto graph = m.get_method("forward").graph()->copy();
   torch::jit::Inline(*graph);

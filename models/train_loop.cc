@@ -145,9 +145,7 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         if (r.grad_clip > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), r.grad_clip);
         opt->step();
       } catch (const std::exception& ex) {
-        std::string msg = ex.what();
-        if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-        return internal_error("{}: training step failed: {}", model.name, msg);
+        return internal_error("{}: training step failed: {}", model.name, first_line(ex.what()));
       }
       const double lv = loss.item<double>();
       if (!std::isfinite(lv)) {

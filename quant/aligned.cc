@@ -200,7 +200,7 @@ Result<std::map<std::string, torch::Tensor>> run_deploy_aligned(const Graph& pro
       try {
         out = r.run(n, in);
       } catch (const std::exception& e) {
-        return invalid_argument("{}: {}", n.describe(), e.what());
+        return invalid_argument("{}: {}", n.describe(), first_line(e.what()));
       }
     }
     env[n.outputs[0]] = out;

@@ -196,9 +196,7 @@ Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch:
   try {
     for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs[i]] = prepare_input(i, inputs[i]);
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    return invalid_argument("graph input: {}", msg);
+    return invalid_argument("graph input: {}", first_line(e.what()));
   }
   for (const Node& n : graph_.nodes) {
     std::vector<torch::Tensor> in;
@@ -218,9 +216,7 @@ Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch:
     try {
       env[n.outputs[0]] = run_node(n, in);
     } catch (const std::exception& e) {
-      std::string msg = e.what();
-      if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-      return invalid_argument("{}: {}", n.describe(), msg);
+      return invalid_argument("{}: {}", n.describe(), first_line(e.what()));
     }
   }
   std::vector<torch::Tensor> out;

@@ -250,6 +250,10 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
     }
   }
 
+  // The bias constant of a layer: its own, or "<node>.bias" when BN folding creates one.
+  auto bias_name = [](const Node& n) {
+    return n.inputs.size() > 2 && !n.inputs[2].empty() ? n.inputs[2] : n.name + ".bias";
+  };
   for (const Node& n : g.nodes) {
     const std::string& out = n.outputs[0];
     if (folded_bns.count(n.name)) {  // its conv already produced the folded result
@@ -285,7 +289,7 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
         q.constants[w] = dp.weight_f.at(n.name);
         add_value(w, DType::kFloat32, std::nullopt);
         if (dp.bias_f.count(n.name)) {
-          const std::string b = n.inputs.size() > 2 && !n.inputs[2].empty() ? n.inputs[2] : n.name + ".bias";
+          const std::string b = bias_name(n);
           d.inputs.resize(3);
           d.inputs[2] = b;
           q.constants[b] = dp.bias_f.at(n.name);
@@ -338,7 +342,7 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
           const float sw = wp.scale.size() > 1 ? wp.scale[c] : wp.scale[0];
           bi.set_int(c, quantize_bias(bf->second.data<float>()[c], xq.scale[0], sw));
         }
-        const std::string bname = n.inputs.size() > 2 && !n.inputs[2].empty() ? n.inputs[2] : n.name + ".bias";
+        const std::string bname = bias_name(n);
         d.inputs.resize(3);
         d.inputs[2] = bname;
         q.constants[bname] = std::move(bi);

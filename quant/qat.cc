@@ -141,18 +141,20 @@ torch::Tensor QatModule::weight_scale(const std::string& node, const torch::Tens
   return s;
 }
 
+torch::Tensor QatModule::bn_factor(const Node& bn) const {
+  const float eps = static_cast<float>(bn.attr_float("epsilon", 1e-5));
+  return tensors_.at(bn.inputs[1]) / torch::sqrt(tensors_.at(bn.inputs[4]) + eps);
+}
+
 std::pair<torch::Tensor, torch::Tensor> QatModule::folded(const Node& n) const {
   torch::Tensor w = tensors_.at(n.inputs[1]);
   torch::Tensor b = n.inputs.size() > 2 && !n.inputs[2].empty() ? tensors_.at(n.inputs[2]) : torch::Tensor();
   auto it = bn_node_.find(n.name);
   if (it == bn_node_.end()) return {w, b};
   const Node& bn = *it->second;
-  const torch::Tensor& gamma = tensors_.at(bn.inputs[1]);
   const torch::Tensor& beta = tensors_.at(bn.inputs[2]);
   const torch::Tensor& mean = tensors_.at(bn.inputs[3]);
-  const torch::Tensor& var = tensors_.at(bn.inputs[4]);
-  const float eps = static_cast<float>(bn.attr_float("epsilon", 1e-5));
-  torch::Tensor factor = gamma / torch::sqrt(var + eps);
+  const torch::Tensor factor = bn_factor(bn);
   std::vector<int64_t> shape(w.dim(), 1);
   shape[0] = -1;
   torch::Tensor wf = w * factor.reshape(shape);
@@ -181,14 +183,11 @@ torch::Tensor QatModule::run_layer(const Node& n, const std::vector<torch::Tenso
   // the fold, and let BatchNorm normalise with the batch statistics (updating
   // its running statistics), as torch.ao.nn.intrinsic.qat.ConvBn2d does.
   const Node& bn = *bn_it->second;
-  const torch::Tensor& gamma = tensors_.at(bn.inputs[1]);
-  const torch::Tensor& var = tensors_.at(bn.inputs[4]);
-  const float eps = static_cast<float>(bn.attr_float("epsilon", 1e-5));
-  torch::Tensor factor = gamma / torch::sqrt(var + eps);
-  torch::Tensor y = GraphModule::run_node(n, {in[0], w}) / factor.reshape({1, -1, 1, 1});
+  torch::Tensor y = GraphModule::run_node(n, {in[0], w}) / bn_factor(bn).reshape({1, -1, 1, 1});
   if (n.inputs.size() > 2 && !n.inputs[2].empty()) y = y + tensors_.at(n.inputs[2]).reshape({1, -1, 1, 1});
-  return torch::batch_norm(y, gamma, tensors_.at(bn.inputs[2]), tensors_.at(bn.inputs[3]), var, true,
-                           bn.attr_float("momentum", 0.1), eps, false);
+  return torch::batch_norm(y, tensors_.at(bn.inputs[1]), tensors_.at(bn.inputs[2]), tensors_.at(bn.inputs[3]),
+                           tensors_.at(bn.inputs[4]), true, bn.attr_float("momentum", 0.1),
+                           bn.attr_float("epsilon", 1e-5), false);
 }
 
 torch::Tensor QatModule::quantize_act(const std::string& v, const torch::Tensor& x) {

@@ -95,6 +95,8 @@ class QatModule : public GraphModule {
   };
   Status init_qat(bool channels_last, const QuantConfig& cfg);
   torch::Tensor quantize_act(const std::string& v, const torch::Tensor& x);
+  // γ / √(running_var + ε) of a BatchNorm node.
+  torch::Tensor bn_factor(const Node& bn) const;
   // Folded weight and bias of a Conv2d/Linear (BN applied with running statistics).
   std::pair<torch::Tensor, torch::Tensor> folded(const Node& n) const;
   torch::Tensor weight_scale(const std::string& node, const torch::Tensor& w) const;
