@@ -1,5 +1,9 @@
 #include "core/file_io.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -29,6 +33,17 @@ Status write_file_atomic(const std::string& path, const std::string& bytes) {
     return io_error("{}: cannot rename from {}", path, tmp);
   }
   return Status::ok();
+}
+
+FileLock::FileLock(const std::string& path) : fd_(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644)) {
+  if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
 }
 
 }  // namespace qeval

@@ -1,8 +1,5 @@
 #include "models/cache.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <cstdlib>
@@ -53,24 +50,6 @@ Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts) {
 }
 
 namespace {
-
-// flock()-based exclusive lock, released on destruction (or when the process dies).
-class FileLock {
- public:
-  explicit FileLock(const std::string& path) : fd_(::open(path.c_str(), O_CREAT | O_RDWR, 0644)) {
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
-  }
-  ~FileLock() {
-    if (fd_ >= 0) {
-      ::flock(fd_, LOCK_UN);
-      ::close(fd_);
-    }
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 void fill_eval_from_metadata(const Graph& g, EvalResult* ev) {
   for (const char* m : {"top1", "mAP"}) {

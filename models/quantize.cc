@@ -173,9 +173,10 @@ Status write_text(const std::string& path, const std::string& text, std::vector<
 }  // namespace
 
 Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp32, const QuantizeOptions& opts) {
-  if (model.task != "classify") {
-    return unsupported("{}: qeval quantize handles classifiers (task classify); {} is a {} model", model.name,
-                       model.name, model.task);
+  const bool detect = model.task == "detect";
+  if (detect && opts.evaluate) {
+    return unsupported("{}: qeval quantize scores classifiers only; quantize and score a detector with "
+                       "run_eval (regression/cfg/det_tiny.yaml)", model.name);
   }
   at::set_num_threads(std::max(1, opts.threads));
   const QuantizeCfg& cfg = opts.cfg;
@@ -188,11 +189,21 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   if (ec) return io_error("{}: cannot create output folder: {}", opts.out_dir, ec.message());
 
   QEVAL_ASSIGN_OR_RETURN(ImageSet train, load_fashion_mnist("train", opts.data_root));
-  QEVAL_ASSIGN_OR_RETURN(ImageSet test, load_fashion_mnist("test", opts.data_root));
-  torch::Tensor xtr = classifier_inputs(train, model, opts.train_limit);
-  torch::Tensor ytr = labels_of(train, opts.train_limit);
-  torch::Tensor xte = classifier_inputs(test, model, opts.eval_limit);
-  torch::Tensor yte = labels_of(test, opts.eval_limit);
+  torch::Tensor xtr, ytr, xte, yte;
+  DetSceneSet scenes;
+  if (detect) {
+    const int64_t count = opts.train_limit > 0 ? opts.train_limit : kDetDefaultTrainScenes;
+    QEVAL_ASSIGN_OR_RETURN(scenes, make_det_scenes(train, kDetTrainSeedBase + opts.seed, count, model));
+    xtr = scenes.images;
+  } else {
+    xtr = classifier_inputs(train, model, opts.train_limit);
+    ytr = labels_of(train, opts.train_limit);
+  }
+  if (opts.evaluate) {
+    QEVAL_ASSIGN_OR_RETURN(ImageSet test, load_fashion_mnist("test", opts.data_root));
+    xte = classifier_inputs(test, model, opts.eval_limit);
+    yte = labels_of(test, opts.eval_limit);
+  }
 
   const QatConfig& qc = cfg.qat;
   const int epochs = opts.ptq_only ? 0 : qc.epochs;
@@ -211,12 +222,12 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   topts.progress = false;
   topts.eval_limit = opts.eval_limit;
   topts.data_root = opts.data_root;
-  {
+  if (opts.evaluate) {
     QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32, true));
     QEVAL_ASSIGN_OR_RETURN(res.fp32, evaluate_classifier(model, *fm, topts));
+    note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
+                                    res.fp32.top1, res.fp32.samples, profile.name));
   }
-  note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
-                                  res.fp32.top1, res.fp32.samples, profile.name));
 
   const auto tc = std::chrono::steady_clock::now();
   QEVAL_RETURN_IF_ERROR(calibrate(*qat, xtr, qc.calib_images));
@@ -228,7 +239,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   {
     QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
     QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_for(q, profile));
-    if (opts.score_ptq) {
+    if (opts.score_ptq && opts.evaluate) {
       QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, nullptr, opts.progress, "ptq"));
       res.ptq_sim = p.eval;
     } else {
@@ -237,7 +248,9 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     const std::string path = (fs::path(opts.out_dir) / (model.name + "_ptq.qmodel")).string();
     QEVAL_RETURN_IF_ERROR(save_graph(prog, path));
     res.files.push_back(path);
-    note(opts.progress, fmt::format("[quantize {}] PTQ (simulator) top-1 {:.2f}%", model.name, res.ptq_sim.top1));
+    if (opts.score_ptq && opts.evaluate) {
+      note(opts.progress, fmt::format("[quantize {}] PTQ (simulator) top-1 {:.2f}%", model.name, res.ptq_sim.top1));
+    }
   }
 
   if (epochs > 0) {
@@ -264,12 +277,20 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     QatModule* m = qat.get();
     BatchLossFn loss_fn = [&, m](const std::vector<int64_t>& idx, uint64_t rng) {
       torch::Tensor ii = torch::tensor(idx, torch::kInt64);
-      torch::Tensor xb = xtr.index_select(0, ii);
-      if (hflip) random_hflip(xb, rng);
+      torch::Tensor xb;
+      DetBatch db;
+      if (detect) {
+        db = det_batch(scenes, idx, rng, hflip);
+        xb = db.images;
+      } else {
+        xb = xtr.index_select(0, ii);
+        if (hflip) random_hflip(xb, rng);
+      }
       xb = GraphModule::to_channels_last(xb);
       auto out = m->forward({xb});
       if (!out.is_ok()) throw std::runtime_error(out.status().message());
-      torch::Tensor loss = torch::nn::functional::cross_entropy((*out)[0], ytr.index_select(0, ii));
+      torch::Tensor loss = detect ? det_loss((*out)[0], db)
+                                  : torch::nn::functional::cross_entropy((*out)[0], ytr.index_select(0, ii));
       if (!std::isfinite(loss.item<double>())) {
         // Find the first layer with non-finite values, then stop with a hint.
         m->set_check_finite(true);
@@ -293,21 +314,25 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     res.qat_images_per_second = loop.images_per_second;
   }
   qat->freeze();
-  QEVAL_ASSIGN_OR_RETURN(res.qat_fake_quant, evaluate_classifier(model, *qat, topts));
-  note(opts.progress, fmt::format("[quantize {}] {} fake-quant top-1 {:.2f}%", model.name,
-                                  res.did_qat ? "QAT" : "PTQ", res.qat_fake_quant.top1));
+  if (opts.evaluate) {
+    QEVAL_ASSIGN_OR_RETURN(res.qat_fake_quant, evaluate_classifier(model, *qat, topts));
+    note(opts.progress, fmt::format("[quantize {}] {} fake-quant top-1 {:.2f}%", model.name,
+                                    res.did_qat ? "QAT" : "PTQ", res.qat_fake_quant.top1));
+  }
 
   QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
-  q.metadata["fp32_top1"] = fmt::format("{:.4f}", res.fp32.top1);
+  if (opts.evaluate) q.metadata["fp32_top1"] = fmt::format("{:.4f}", res.fp32.top1);
   QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_for(q, profile));
-  QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, opts.compare ? qat.get() : nullptr,
-                                             opts.progress, res.did_qat ? "qat" : "final"));
-  res.qat_sim = p.eval;
-  res.aligned = p.aligned;
-  res.fake_quant = p.fake_quant;
-  res.aligned_elements = p.aligned_elements;
-  res.aligned_mismatched = p.aligned_mismatched;
-  res.class_agreement_aligned = p.class_agreement;
+  if (opts.evaluate) {
+    QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, opts.compare ? qat.get() : nullptr,
+                                               opts.progress, res.did_qat ? "qat" : "final"));
+    res.qat_sim = p.eval;
+    res.aligned = p.aligned;
+    res.fake_quant = p.fake_quant;
+    res.aligned_elements = p.aligned_elements;
+    res.aligned_mismatched = p.aligned_mismatched;
+    res.class_agreement_aligned = p.class_agreement;
+  }
 
   res.float_nodes.assign(qat->plan().float_nodes.begin(), qat->plan().float_nodes.end());
   for (const auto& [name, vi] : prog.values) {

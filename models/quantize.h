@@ -28,6 +28,9 @@ struct QuantizeOptions {
   int64_t train_limit = 0; // training images used by QAT (0 = all 60k)
   bool compare = true;     // aligned/fake-quant vs simulator comparison
   bool score_ptq = true;   // score the PTQ model in the simulator (it is written either way)
+  // false: only produce the artifacts (no fp32/PTQ/fake-quant/simulator scoring);
+  // run_eval scores them itself. Detectors (det_tiny) need evaluate = false.
+  bool evaluate = true;
   std::string data_root;
   uint64_t seed = 0;
 };

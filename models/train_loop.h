@@ -10,6 +10,7 @@
 
 #include "core/random.h"
 #include "datasets/idx.h"
+#include "models/detect.h"
 #include "models/trainer.h"
 #include "quant/interpreter.h"
 
@@ -44,6 +45,30 @@ void random_hflip(torch::Tensor& xb, uint64_t rng);
 
 // Top-1/top-5 of a module (fp32 or QAT) on the Fashion-MNIST test set.
 Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& module, const TrainOptions& opts);
+
+// det_tiny's data and loss (models/train_detect.cc), shared by the fp32 trainer,
+// the QAT driver and run_eval's jobs.
+struct DetSceneSet {
+  torch::Tensor images;  // [N, 1, S, S], normalised as ZOO.md (x/255 − mean) / std
+  std::vector<std::vector<DetBox>> boxes;
+};
+inline constexpr int64_t kDetDefaultTrainScenes = 10000;
+inline constexpr uint64_t kDetTrainSeedBase = 0x5eed0001;
+// Scenes composited from `source` (Fashion-MNIST train or test images).
+Result<DetSceneSet> make_det_scenes(const ImageSet& source, uint64_t seed, int64_t count, const ZooModel& m);
+// The training batch `idx`: images (optionally flipped, one bit of SplitMix64(rng)
+// per sample) and their CenterNet targets.
+struct DetBatch {
+  torch::Tensor images, heat, reg, mask;
+};
+DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64_t rng, bool hflip);
+// CenterNet focal loss on the class heatmaps + L1 on offset and log-size.
+torch::Tensor det_loss(const torch::Tensor& head, const DetBatch& b);
+
+// The 12 COCO bbox stats of detector outputs `heads` [N, kDetHeadChannels, G, G]
+// (decoded by decode_det_head) against the boxes of the first N scenes.
+Result<std::array<double, 12>> score_det_heads(const std::vector<std::vector<DetBox>>& truth,
+                                               const torch::Tensor& heads);
 
 // LR of step t of T under the recipe's schedule (one-cycle as torch's OneCycleLR
 // with cos annealing: start peak/25, rise over warmup·T, fall to start/1e4).

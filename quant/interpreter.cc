@@ -188,11 +188,10 @@ torch::Tensor GraphModule::run_node(const Node& n, const std::vector<torch::Tens
   }
 }
 
-Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch::Tensor>& inputs) {
+Status GraphModule::run(const std::vector<torch::Tensor>& inputs, std::map<std::string, torch::Tensor>& env) {
   if (inputs.size() != graph_.inputs.size()) {
     return invalid_argument("graph '{}' takes {} inputs, got {}", graph_.name, graph_.inputs.size(), inputs.size());
   }
-  std::map<std::string, torch::Tensor> env;
   try {
     for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs[i]] = prepare_input(i, inputs[i]);
   } catch (const std::exception& e) {
@@ -219,9 +218,21 @@ Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch:
       return invalid_argument("{}: {}", n.describe(), first_line(e.what()));
     }
   }
+  return Status::ok();
+}
+
+Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch::Tensor>& inputs) {
+  std::map<std::string, torch::Tensor> env;
+  QEVAL_RETURN_IF_ERROR(run(inputs, env));
   std::vector<torch::Tensor> out;
   for (const std::string& o : graph_.outputs) out.push_back(env.at(o));
   return out;
+}
+
+Result<std::map<std::string, torch::Tensor>> GraphModule::forward_all(const std::vector<torch::Tensor>& inputs) {
+  std::map<std::string, torch::Tensor> env;
+  QEVAL_RETURN_IF_ERROR(run(inputs, env));
+  return env;
 }
 
 Status GraphModule::load_weights(const Graph& g) {

@@ -38,6 +38,9 @@ class GraphModule {
   // Inputs in the order of graph().inputs; returns graph().outputs in order.
   // LibTorch errors (shape mismatch, ...) come back as a Status naming the node.
   Result<std::vector<torch::Tensor>> forward(const std::vector<torch::Tensor>& inputs);
+  // Same, returning every value the graph computes (inputs and node outputs) by
+  // name: run_eval's per-layer fp32 vs simulator comparison.
+  Result<std::map<std::string, torch::Tensor>> forward_all(const std::vector<torch::Tensor>& inputs);
 
   // Copies every constant of `g` (weights, running statistics) into this module;
   // `g` must have the same constants with the same shapes (a checkpoint).
@@ -53,6 +56,7 @@ class GraphModule {
   virtual torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in);
   // Applied to graph input i before the first node (the QAT core quantizes it).
   virtual torch::Tensor prepare_input(size_t /*i*/, const torch::Tensor& x) { return x; }
+  Status run(const std::vector<torch::Tensor>& inputs, std::map<std::string, torch::Tensor>& env);
 
   Graph graph_;
   std::map<std::string, torch::Tensor> tensors_;  // constants as torch tensors

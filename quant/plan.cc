@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include <fmt/ranges.h>
 
@@ -202,10 +203,14 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
     vi.dtype = dt;
     vi.quant = std::move(qp);
   };
+  std::set<std::string> node_names;
+  for (const Node& n : g.nodes) node_names.insert(n.name);
   auto add_convert = [&](OpKind op, const std::string& in, const std::string& out) {
     Node n;
     n.op = op;
-    n.name = out;
+    // Named after its output, unless a layer has that name (det_tiny's conv "head"
+    // produces the output "head").
+    n.name = node_names.count(out) ? out + (op == OpKind::kQuantize ? ".quantize" : ".dequantize") : out;
     n.inputs = {in};
     n.outputs = {out};
     q.nodes.push_back(std::move(n));

@@ -1,0 +1,148 @@
+#include "harness/job_result.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace qeval {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// JSON has no NaN: null stands for "not measured".
+Json num(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+double num_of(const Json& j) { return j.is_number() ? j.get<double>() : kNaN; }
+
+}  // namespace
+
+const MetricResult* JobResult::metric(const std::string& name) const {
+  for (const auto& m : metrics) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+std::string job_result_to_json(const JobResult& r) {
+  Json j;
+  j["id"] = r.id;
+  j["model"] = r.model;
+  j["chip"] = r.chip;
+  j["mode"] = r.mode;
+  j["task"] = r.task;
+  j["cfg"] = r.cfg_path;
+  j["status"] = r.status;
+  j["message"] = r.message;
+  j["signal"] = r.signal;
+  j["log_tail"] = r.log_tail;
+  j["seconds"] = r.seconds;
+  j["samples"] = r.samples;
+  j["baseline_cache_hit"] = r.baseline_cache_hit;
+  j["quant_cache_hit"] = r.quant_cache_hit;
+  Json ms = Json::array();
+  for (const auto& m : r.metrics) {
+    ms.push_back({{"name", m.name}, {"value", num(m.value)}, {"baseline", num(m.baseline)},
+                  {"delta", num(m.delta)}, {"tolerance", m.tolerance}, {"gated", m.gated}, {"pass", m.pass}});
+  }
+  j["metrics"] = ms;
+  Json ls = Json::array();
+  for (const auto& l : r.layers) {
+    ls.push_back({{"name", l.name}, {"op", l.op}, {"cos", num(l.cos)}, {"euclid", num(l.euclid)},
+                  {"sqnr", num(l.sqnr)}, {"max_lsb", l.max_lsb}, {"pass", l.pass}});
+  }
+  j["layers"] = ls;
+  j["artifacts"] = r.artifacts;
+  return j.dump(1) + "\n";
+}
+
+Result<JobResult> job_result_from_json(const std::string& text, const std::string& source) {
+  try {
+    const Json j = Json::parse(text);
+    JobResult r;
+    r.id = j.at("id").get<std::string>();
+    r.model = j.at("model").get<std::string>();
+    r.chip = j.at("chip").get<std::string>();
+    r.mode = j.at("mode").get<std::string>();
+    r.task = j.value("task", "");
+    r.cfg_path = j.value("cfg", "");
+    r.status = j.at("status").get<std::string>();
+    r.message = j.value("message", "");
+    r.signal = j.value("signal", 0);
+    r.log_tail = j.value("log_tail", std::vector<std::string>{});
+    r.seconds = j.value("seconds", 0.0);
+    r.samples = j.value("samples", int64_t{0});
+    r.baseline_cache_hit = j.value("baseline_cache_hit", false);
+    r.quant_cache_hit = j.value("quant_cache_hit", false);
+    for (const Json& m : j.value("metrics", Json::array())) {
+      MetricResult x;
+      x.name = m.at("name").get<std::string>();
+      x.value = num_of(m.value("value", Json()));
+      x.baseline = num_of(m.value("baseline", Json()));
+      x.delta = num_of(m.value("delta", Json()));
+      x.tolerance = m.value("tolerance", "");
+      x.gated = m.value("gated", false);
+      x.pass = m.value("pass", true);
+      r.metrics.push_back(x);
+    }
+    for (const Json& l : j.value("layers", Json::array())) {
+      LayerResult x;
+      x.name = l.at("name").get<std::string>();
+      x.op = l.value("op", "");
+      x.cos = num_of(l.value("cos", Json()));
+      x.euclid = num_of(l.value("euclid", Json()));
+      x.sqnr = num_of(l.value("sqnr", Json()));
+      x.max_lsb = l.value("max_lsb", int64_t{-1});
+      x.pass = l.value("pass", true);
+      r.layers.push_back(x);
+    }
+    r.artifacts = j.value("artifacts", std::map<std::string, std::string>{});
+    static const char* kStatuses[] = {"pass", "fail", "error", "crashed", "timeout"};
+    bool known = false;
+    for (const char* s : kStatuses) known |= r.status == s;
+    if (!known) return data_loss("{}: unknown job status '{}'", source, r.status);
+    return r;
+  } catch (const std::exception& e) {
+    return data_loss("{}: not a job result: {}", source, first_line(e.what()));
+  }
+}
+
+std::string job_spec_to_json(const JobSpec& s) {
+  Json j = {{"id", s.id}, {"cfg", s.cfg_path}, {"chip", s.chip}, {"mode", s.mode}, {"fast_test", s.fast_test},
+            {"count", s.count}, {"batch_size", s.batch_size}, {"threads", s.threads},
+            {"qat_model_path", s.qat_model_path}, {"debug_cmd", s.debug_cmd}, {"work_dir", s.work_dir},
+            {"stage_file", s.stage_file}, {"compare_count", s.compare_count}};
+  return j.dump(1) + "\n";
+}
+
+Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& source) {
+  try {
+    const Json j = Json::parse(text);
+    JobSpec s;
+    s.id = j.at("id").get<std::string>();
+    s.cfg_path = j.at("cfg").get<std::string>();
+    s.chip = j.at("chip").get<std::string>();
+    s.mode = j.at("mode").get<std::string>();
+    s.fast_test = j.at("fast_test").get<bool>();
+    s.count = j.at("count").get<int64_t>();
+    s.batch_size = j.at("batch_size").get<int64_t>();
+    s.threads = j.at("threads").get<int>();
+    s.qat_model_path = j.at("qat_model_path").get<std::string>();
+    s.debug_cmd = j.at("debug_cmd").get<std::string>();
+    s.work_dir = j.at("work_dir").get<std::string>();
+    s.stage_file = j.at("stage_file").get<std::string>();
+    s.compare_count = j.at("compare_count").get<int64_t>();
+    return s;
+  } catch (const std::exception& e) {
+    return data_loss("{}: not a job spec: {}", source, first_line(e.what()));
+  }
+}
+
+int exit_code_of(const std::vector<JobResult>& jobs) {
+  bool failed = false;
+  for (const auto& j : jobs) {
+    if (j.status == "error" || j.status == "crashed" || j.status == "timeout") return 2;
+    failed |= j.status == "fail";
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace qeval

@@ -1,0 +1,87 @@
+// What one run_eval job produced: the record a worker process writes (JSON) and
+// the parent reads back, stores in SQLite and prints. Torch-free.
+//
+// Status of a job:
+//   pass     every gated metric within its tolerance
+//   fail     the job ran, a gated metric is outside its tolerance
+//   error    the job could not run (bad cfg value, missing data, unsupported op)
+//   crashed  the worker died (signal) or exited without a result
+//   timeout  the worker ran past --timeout and was killed
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace qeval {
+
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct MetricResult {
+  std::string name;       // top1, top5 (percent), mAP, mAP50 (0..1), output_cos, min_layer_cos, ...
+  double value = kNaN;    // int8 (the simulator's)
+  double baseline = kNaN; // fp32
+  double delta = kNaN;    // value - baseline
+  std::string tolerance;  // human-readable rule: "drop <= 1.00", ">= 0.97", "ratio >= 0.95"; "" = not gated
+  bool gated = false;     // part of the PASS/FAIL decision
+  bool pass = true;
+};
+
+// fp32 vs simulator similarity of one activation (tpu-mlir's npz compare measures).
+struct LayerResult {
+  std::string name;        // value name in the graph
+  std::string op;          // op of the node that produces it
+  double cos = kNaN;       // cosine similarity
+  double euclid = kNaN;    // 1 - ||a - b|| / ||(a + b) / 2||
+  double sqnr = kNaN;      // dB
+  int64_t max_lsb = -1;    // max |quantize(fp32) - q_sim| in LSBs (-1: not an integer value)
+  bool pass = true;        // cos and euclid within the job's similarity tolerance
+};
+
+struct JobResult {
+  std::string id;          // stable: "<model>/<chip>/<mode>"
+  std::string model, chip, mode, task, cfg_path;
+  std::string status = "error";
+  std::string message;     // error / failure summary, one line
+  int signal = 0;          // crashed: the signal that killed the worker
+  std::vector<std::string> log_tail;  // crashed / timeout / error: last lines of the worker's log
+  double seconds = 0;
+  int64_t samples = 0;     // evaluation samples
+  bool baseline_cache_hit = false, quant_cache_hit = false;
+  std::vector<MetricResult> metrics;
+  std::vector<LayerResult> layers;
+  std::map<std::string, std::string> artifacts;  // kind -> path (qmodel, cali_table, qdq_onnx, fp32, log)
+
+  bool passed() const { return status == "pass"; }
+  const MetricResult* metric(const std::string& name) const;
+};
+
+// What the parent hands a worker process (`run_eval --worker SPEC.json`).
+struct JobSpec {
+  std::string id, cfg_path, chip, mode;  // mode: ptq | qat | qat_model
+  bool fast_test = false;
+  int64_t count = 0;            // evaluation samples (0 = the whole test set)
+  int64_t batch_size = 0;       // simulator / fp32 batch (0 = 100)
+  int threads = 1;              // LibTorch and simulator threads of this worker
+  std::string qat_model_path;   // --qat_model_path: overrides the cfg's
+  std::string debug_cmd;        // --debug_cmd: overrides the cfg's
+  std::string work_dir;         // the job's folder: log, result, artifacts
+  std::string stage_file;       // the worker writes its current stage here
+  int64_t compare_count = 4;    // samples of the per-layer fp32 vs simulator comparison
+};
+std::string job_spec_to_json(const JobSpec& s);
+Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& source);
+
+std::string job_result_to_json(const JobResult& r);
+// `source` names the file in errors.
+Result<JobResult> job_result_from_json(const std::string& text, const std::string& source);
+
+// Exit code of a whole run (DESIGN.md): 2 if any job is error/crashed/timeout,
+// else 1 if any failed, else 0.
+int exit_code_of(const std::vector<JobResult>& jobs);
+
+}  // namespace qeval

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# run_eval end to end (issue 6 acceptance, small models so it fits the default suite):
+#   - a tolerance the model cannot meet -> exit 1, the table names model and metric
+#   - a misspelt cfg key -> exit 2 with file:line and a did-you-mean, before any job runs
+#   - --pool_size 1 and 2 from cold caches store identical metric values
+#   - a worker killed with SIGKILL mid-sweep: the sweep finishes, the job is `crashed`, exit 2
+#   - --timeout kills a slow job: `timeout`, exit 2
+#   - a tpu-mlir style .cfg (the seed's resnet18 keys) on an ImageFolder dataset runs and passes
+#   - --list, --markdown/--junit/--html files
+# Usage: run_eval_test.sh RUN_EVAL QEVAL WORKDIR
+set -u
+RUN_EVAL=$1
+QEVAL=$2
+WORK=$3
+rm -rf "$WORK" && mkdir -p "$WORK"
+source "$(dirname "$0")/../../scripts/testlib.sh"
+export QEVAL_CACHE_SHARED=${QEVAL_CACHE:-$HOME/.cache/qeval}
+
+db_metrics() {  # db_metrics DB: "job metric value" lines of the latest run, sorted
+  /usr/bin/python3 - "$1" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+run = c.execute("select max(id) from runs").fetchone()[0]
+rows = c.execute("select j.job_key, m.name, m.value from metrics m join jobs j on m.job_id = j.id "
+                 "where j.run_id = ? order by j.job_key, m.name", (run,)).fetchall()
+for r in rows:
+    print(r[0], r[1], repr(r[2]))
+PY
+}
+db_job() {  # db_job DB KEY: "status signal" of that job in the latest run
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+run = c.execute("select max(id) from runs").fetchone()[0]
+r = c.execute("select status, signal from jobs where run_id = ? and job_key = ?", (run, sys.argv[2])).fetchone()
+print(*(r or ("missing", 0)))
+PY
+}
+
+# --- cfgs ------------------------------------------------------------------
+cat >"$WORK/lenet5_ptq.yaml" <<'EOF'
+model: lenet5
+int8_sym_tolerance: [0.95, 0.80]
+int8_asym_tolerance: [0.95, 0.80]
+metric_tolerance: {top1_drop: 5.0}
+EOF
+cat >"$WORK/lenet5_qat.cfg" <<'EOF'
+[DEFAULT]
+model = lenet5
+name = lenet5_qat
+int8_sym_tolerance = 0.95,0.80
+int8_asym_tolerance = 0.95,0.80
+[qat]
+epochs = 1
+lr = 0.002
+[metric_tolerance]
+top1_drop = 5.0
+EOF
+cat >"$WORK/small.yaml" <<'EOF'
+chips: [bm1690, onnx-qdq]
+fast_test_count: 40
+models:
+  - lenet5_ptq.yaml
+  - lenet5_qat.cfg
+EOF
+# cos = euclid = 1 on every layer: only a lossless model meets it.
+cat >"$WORK/impossible.yaml" <<'EOF'
+model: lenet5
+name: lenet5_strict
+int8_sym_tolerance: [1.0, 1.0]
+metric_tolerance: {top1_drop: 5.0}
+EOF
+printf 'model = lenet5\nchip = bm1690\nresize_dim = 28,28\n' >"$WORK/misspelt.cfg"
+
+# --- plan only -------------------------------------------------------------
+expect_ok "--list" "$RUN_EVAL" --list --fast_test "$WORK/small.yaml"
+check "--list shows 4 jobs" grep -q "^4 job(s) (fast test)" "$WORK/out"
+check "--list names the QAT job on onnx-qdq" grep -q "lenet5_qat/onnx-qdq/qat" "$WORK/out"
+
+# --- misspelt key: exit 2 before any job ------------------------------------
+expect_error "misspelt key" "misspelt.cfg:3: unknown key 'resize_dim' (did you mean 'resize_dims'?)" \
+  "$RUN_EVAL" --fast_test --db "$WORK/err.db" "$WORK/misspelt.cfg"
+check "no database written for a bad cfg" test ! -e "$WORK/err.db"
+expect_error "unknown chip" "nosuchchip" "$RUN_EVAL" --fast_test --chip nosuchchip --db "$WORK/err.db" "$WORK/lenet5_ptq.yaml"
+
+# --- pool 1 vs pool 2, each from its own cold cache -------------------------
+for p in 1 2; do
+  QEVAL_CACHE="$WORK/cache$p" "$RUN_EVAL" --fast_test --pool_size $p --db "$WORK/pool$p.db" \
+    --out_dir "$WORK/runs$p" "$WORK/small.yaml" >"$WORK/pool$p.out" 2>"$WORK/pool$p.err"
+  rc=$?
+  check "pool $p: exit 0 (rc=$rc)" test $rc -eq 0
+  db_metrics "$WORK/pool$p.db" >"$WORK/pool$p.metrics"
+done
+check "pool 1 stored 4 jobs' metrics" test "$(cut -d' ' -f1 "$WORK/pool1.metrics" | sort -u | wc -l)" -eq 4
+check "pool 1 and pool 2 store identical metric values" cmp -s "$WORK/pool1.metrics" "$WORK/pool2.metrics"
+check "table has a PASS row for lenet5_qat on onnx-qdq" grep -Eq "lenet5_qat +onnx-qdq +qat +top1 .*PASS" "$WORK/pool2.out"
+
+# The same sweep again: both caches hit, same values.
+QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --fast_test --db "$WORK/pool2.db" --out_dir "$WORK/runs2" \
+  --markdown "$WORK/r.md" --junit "$WORK/r.xml" --html "$WORK/r.html" "$WORK/small.yaml" >"$WORK/warm.out" 2>&1
+check "warm rerun: exit 0" test $? -eq 0
+db_metrics "$WORK/pool2.db" >"$WORK/warm.metrics"
+check "warm rerun: identical values" cmp -s "$WORK/pool1.metrics" "$WORK/warm.metrics"
+check "warm rerun: baseline and quantized-model caches hit" \
+  test "$(grep -c '"quant_cache_hit": true' "$WORK"/runs2/run-2/*/result.json | awk -F: '{s+=$2} END {print s}')" -eq 4
+check "markdown written" grep -q "| lenet5_qat |" "$WORK/r.md"
+check "junit written with 4 jobs' testcases" test "$(grep -c '<testcase' "$WORK/r.xml")" -ge 4
+check "html written" grep -q "<svg" "$WORK/r.html"
+
+# --- a tolerance the model cannot meet: exit 1 ------------------------------
+QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --fast_test --db "$WORK/fail.db" --out_dir "$WORK/runsf" \
+  "$WORK/impossible.yaml" >"$WORK/fail.out" 2>"$WORK/fail.err"
+rc=$?
+check "impossible tolerance: exit 1 (rc=$rc)" test $rc -eq 1
+check "impossible tolerance: the table names model and metric" \
+  grep -Eq "lenet5_strict +bm1690 +ptq +min_layer_cos .*FAIL" "$WORK/fail.out"
+check "impossible tolerance: stored as fail" test "$(db_job "$WORK/fail.db" lenet5_strict/bm1690/ptq)" = "fail 0"
+
+# --- SIGKILL of a worker mid-sweep ------------------------------------------
+# Cold cache: the first job trains its baseline for a few seconds; kill that worker.
+QEVAL_CACHE="$WORK/cache_kill" "$RUN_EVAL" --fast_test --pool_size 1 --db "$WORK/kill.db" \
+  --out_dir "$WORK/runsk" --chip bm1690 "$WORK/small.yaml" >"$WORK/kill.out" 2>"$WORK/kill.err" &
+runner=$!
+victim=""
+for _ in $(seq 1 300); do
+  victim=$(pgrep -f -- "--worker .*runsk/run-1/lenet5_bm1690_ptq/spec.json" | head -1)
+  [ -n "$victim" ] && [ -e "$WORK/runsk/run-1/lenet5_bm1690_ptq/stage" ] && break
+  sleep 0.1
+done
+sleep 1
+[ -n "$victim" ] && kill -9 "$victim"
+wait $runner
+rc=$?
+check "SIGKILL: a worker was found and killed" test -n "$victim"
+check "SIGKILL: exit 2 (rc=$rc)" test $rc -eq 2
+check "SIGKILL: killed job stored as crashed, signal 9" test "$(db_job "$WORK/kill.db" lenet5/bm1690/ptq)" = "crashed 9"
+check "SIGKILL: the other job finished and passed" test "$(db_job "$WORK/kill.db" lenet5_qat/bm1690/qat)" = "pass 0"
+check "SIGKILL: the table shows CRASHED" grep -q "CRASHED" "$WORK/kill.out"
+
+# --- timeout ----------------------------------------------------------------
+QEVAL_CACHE="$WORK/cache_timeout" "$RUN_EVAL" --fast_test --timeout 1 --db "$WORK/timeout.db" \
+  --out_dir "$WORK/runst" "$WORK/lenet5_ptq.yaml" >"$WORK/timeout.out" 2>&1
+rc=$?
+check "timeout: exit 2 (rc=$rc)" test $rc -eq 2
+check "timeout: stored as timeout" test "$(db_job "$WORK/timeout.db" lenet5_ptq/bm1690/ptq)" = "timeout 0"
+
+# --- tpu-mlir style cfg on an ImageFolder -----------------------------------
+"$QEVAL" dataset export fashion-mnist --split test --limit 300 --out "$WORK/data/fmnist" >/dev/null
+first=$(find "$WORK/data/fmnist" -name '*.png' | sort | head -1)
+# The keys of the seed's resnet18_qat.cfg (tpu-mlir docs, QAT chapter); values for
+# a 28x28 gray Fashion-MNIST classifier: mean = 255 * 0.2860, scale = 1 / (255 * 0.3530).
+cat >"$WORK/lenet5_qat_tpu.cfg" <<EOF
+model = lenet5
+dataset=\${DATA_ROOT}/fmnist
+test_input=$first
+input_shapes=[[1,1,28,28]] #Modified according to the actual shape
+#The following is the image preprocessing parameters
+resize_dims=28,28
+mean=72.93
+scale=0.011109
+pixel_format=gray
+int8_sym_tolerance=0.97,0.80
+int8_asym_tolerance=0.98,0.80
+debug_cmd=use_pil_resize
+EOF
+DATA_ROOT="$WORK/data" QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --db "$WORK/tpu.db" --out_dir "$WORK/runs_tpu" \
+  --fast_test "$WORK/lenet5_qat_tpu.cfg" >"$WORK/tpu.out" 2>"$WORK/tpu.err"
+rc=$?
+check "tpu-mlir cfg on ImageFolder: exit 0 (rc=$rc)" test $rc -eq 0
+check "tpu-mlir cfg: job passed" test "$(db_job "$WORK/tpu.db" lenet5_qat_tpu/bm1690/ptq)" = "pass 0"
+check "tpu-mlir cfg: evaluated 30 ImageFolder images" grep -q "30 evaluation samples from $WORK/data/fmnist" \
+  "$WORK"/runs_tpu/run-1/*/worker.log
+check "tpu-mlir cfg: layer comparison on test_input" grep -q "layer comparison on $first" \
+  "$WORK"/runs_tpu/run-1/*/worker.log
+# Bounds, not equality: 30 images of a 1-epoch baseline; a broken preprocessing gives ~10%.
+top1=$(db_metrics "$WORK/tpu.db" | awk '$2 == "top1" {print $3}')
+check "tpu-mlir cfg: int8 top-1 ($top1) is that of a trained model (>= 60%)" \
+  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$top1') >= 60 else 1)"
+
+finish

@@ -1,0 +1,70 @@
+// The results store: one SQLite file (default results/qeval.db) that every
+// run_eval run appends to. Torch-free. Schema (docs/results-store.md):
+//
+//   runs(id INTEGER PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
+//        command TEXT, host TEXT, git_sha TEXT, fast_test INTEGER, seconds REAL,
+//        exit_code INTEGER)
+//   jobs(id INTEGER PRIMARY KEY, run_id, job_key TEXT, model, chip, mode, task,
+//        cfg_path, cfg_hash, status, message, signal, seconds, samples,
+//        baseline_cache_hit, quant_cache_hit, log_tail TEXT)   UNIQUE(run_id, job_key)
+//   metrics(job_id, name, value, baseline, delta, tolerance, gated, pass)
+//   layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass)
+//   artifacts(job_id, kind, path, hash)
+//
+// NaN values are stored as NULL. WAL journal, busy timeout 30 s, schema version
+// in PRAGMA user_version (a newer version than this code knows is an error;
+// older ones are migrated in place). One transaction per finished job.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "harness/job_result.h"
+
+struct sqlite3;
+
+namespace qeval {
+
+inline constexpr int kStoreSchemaVersion = 1;
+
+struct RunInfo {
+  int64_t id = 0;
+  std::string started, finished;  // ISO 8601 UTC
+  std::string status;             // running | done | interrupted
+  std::string command, host, git_sha;
+  bool fast_test = false;
+  double seconds = 0;
+  int exit_code = -1;
+};
+
+class ResultStore {
+ public:
+  // Opens (creating the file and its folder when missing) and migrates.
+  static Result<std::unique_ptr<ResultStore>> open(const std::string& path);
+  ~ResultStore();
+  ResultStore(const ResultStore&) = delete;
+  ResultStore& operator=(const ResultStore&) = delete;
+
+  // A new run row (status running); returns its id.
+  Result<int64_t> begin_run(const RunInfo& info);
+  // One transaction: the job row with its metrics, layers and artifacts.
+  // Writing the same job_key twice for a run replaces the earlier rows.
+  Status add_job(int64_t run_id, const JobResult& job, const std::string& cfg_hash = "");
+  Status finish_run(int64_t run_id, const std::string& status, int exit_code, double seconds);
+
+  Result<RunInfo> run(int64_t id) const;
+  Result<int64_t> latest_run_id() const;  // not_found when the store is empty
+  Result<std::vector<JobResult>> jobs(int64_t run_id) const;  // in insertion order, metrics and layers filled
+
+  const std::string& path() const { return path_; }
+
+ private:
+  ResultStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace qeval
