@@ -212,7 +212,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--qat_model_path", f.qat_model_path,
                  "already quantized models: a file, or folders (comma-separated) holding NAME.qmodel / NAME_qdq.onnx");
-  app.add_option("--chip", f.chips, "chip profile (repeatable; overrides the cfgs)");
+  app.add_option("--chip", f.chips, "chip profile (repeatable; overrides the cfgs)")
+      ->allow_extra_args(false);
   app.add_option("--debug_cmd", f.debug_cmd, "tpu-mlir debug_cmd, overrides the cfgs'");
   app.add_option("--db", f.db, "results database (default results/qeval.db)");
   app.add_option("--out_dir", f.out_dir, "job folders: logs, specs, results (default results/runs)");

@@ -106,6 +106,7 @@ class Pool {
   JobResult failed(const JobSpec& spec, const std::string& status, const std::string& message) {
     JobResult r;
     r.id = spec.id;
+    r.model = spec.id.substr(0, spec.id.find('/'));  // ids are NAME/CHIP/MODE
     r.cfg_path = spec.cfg_path;
     r.chip = spec.chip;
     r.mode = spec.mode;

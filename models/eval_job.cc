@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "core/file_io.h"
@@ -392,6 +393,24 @@ Status Job::compare_layers(JobResult& r) {
   RunOptions ro;
   ro.keep_intermediates = true;
   QEVAL_ASSIGN_OR_RETURN(auto senv, ex.run({{program_.inputs.at(0), xt}}, ro));
+  // A value whose only readers are clamping activations (Relu/Relu6/Clip) with the
+  // same QuantParams shares their quantizer: with asymmetric activations it already
+  // holds the clamped range, so it is compared at the activation's output instead.
+  std::map<std::string, std::vector<const Node*>> readers;
+  for (const Node& n : program_.nodes) {
+    for (const std::string& i : n.inputs) readers[i].push_back(&n);
+  }
+  auto shares_activation_quantizer = [&](const std::string& v) {
+    auto it = readers.find(v);
+    const ValueInfo* vi = program_.find_value(v);
+    if (it == readers.end() || !vi || !vi->quant) return false;
+    for (const Node* n : it->second) {
+      const bool clamp = n->op == OpKind::kRelu || n->op == OpKind::kRelu6 || n->op == OpKind::kClip;
+      const ValueInfo* out = program_.find_value(n->outputs.at(0));
+      if (!clamp || !out || !out->quant || !(*out->quant == *vi->quant)) return false;
+    }
+    return true;
+  };
   std::vector<std::pair<std::string, std::string>> order;  // value, op
   for (const std::string& i : fp32_.inputs) order.push_back({i, "Input"});
   for (const Node& n : fp32_.nodes) order.push_back({n.outputs.at(0), op_name(n.op)});
@@ -400,7 +419,7 @@ Status Job::compare_layers(JobResult& r) {
     if (fi == fenv.end()) continue;
     std::string sname = program_.find_value(v + ".q") ? v + ".q" : v;
     auto si = senv.find(sname);
-    if (si == senv.end()) continue;
+    if (si == senv.end() || shares_activation_quantizer(sname)) continue;
     torch::Tensor a = fi->second.detach().to(torch::kFloat32).contiguous();
     torch::Tensor b = dequantized(program_, sname, si->second).contiguous();
     if (a.numel() != b.numel()) continue;

@@ -123,8 +123,8 @@ QEVAL_CACHE="$WORK/cache_kill" "$RUN_EVAL" --fast_test --pool_size 1 --db "$WORK
 runner=$!
 victim=""
 for _ in $(seq 1 300); do
-  victim=$(pgrep -f -- "--worker .*runsk/run-1/lenet5_bm1690_ptq/spec.json" | head -1)
-  [ -n "$victim" ] && [ -e "$WORK/runsk/run-1/lenet5_bm1690_ptq/stage" ] && break
+  victim=$(pgrep -f -- "--worker .*runsk/run-1/lenet5_ptq_bm1690_ptq/spec.json" | head -1)
+  [ -n "$victim" ] && [ -e "$WORK/runsk/run-1/lenet5_ptq_bm1690_ptq/stage" ] && break
   sleep 0.1
 done
 sleep 1
@@ -133,7 +133,7 @@ wait $runner
 rc=$?
 check "SIGKILL: a worker was found and killed" test -n "$victim"
 check "SIGKILL: exit 2 (rc=$rc)" test $rc -eq 2
-check "SIGKILL: killed job stored as crashed, signal 9" test "$(db_job "$WORK/kill.db" lenet5/bm1690/ptq)" = "crashed 9"
+check "SIGKILL: killed job stored as crashed, signal 9" test "$(db_job "$WORK/kill.db" lenet5_ptq/bm1690/ptq)" = "crashed 9"
 check "SIGKILL: the other job finished and passed" test "$(db_job "$WORK/kill.db" lenet5_qat/bm1690/qat)" = "pass 0"
 check "SIGKILL: the table shows CRASHED" grep -q "CRASHED" "$WORK/kill.out"
 
