@@ -149,8 +149,12 @@ Result<std::string> find_quantized_model(const std::string& list, const std::vec
 
 // Lowers for the job's chip (a qmodel lowered for another profile is lowered again)
 // and frees the batch dimension.
-Result<Graph> lower_for_job(const Graph& g, const ChipProfile& p) {
-  QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_graph(g, p));
+Result<Graph> lower_for_job(Graph g, const ChipProfile& p) {
+  for (const std::string& in : g.inputs) {  // shapes are inferred for batch 1
+    ValueInfo& vi = g.value(in);
+    if (!vi.shape.empty() && vi.shape[0] < 0) vi.shape[0] = 1;
+  }
+  QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_graph(std::move(g), p));
   for (const std::string& in : prog.inputs) {
     ValueInfo& vi = prog.value(in);
     if (!vi.shape.empty()) vi.shape[0] = -1;

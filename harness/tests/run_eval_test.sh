@@ -107,6 +107,30 @@ check "markdown written" grep -q "| lenet5_qat |" "$WORK/r.md"
 check "junit written with 4 jobs' testcases" test "$(grep -c '<testcase' "$WORK/r.xml")" -ge 4
 check "html written" grep -q "<svg" "$WORK/r.html"
 
+# --- --qat_model_path: evaluate an already quantized model ------------------
+# The qmodel the PTQ job cached, given back as a folder: the same program, so the same numbers.
+qm=$(/usr/bin/python3 - "$WORK/pool2.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print(c.execute("select a.path from artifacts a join jobs j on a.job_id = j.id where j.job_key = "
+                "'lenet5_ptq/bm1690/ptq' and a.kind = 'qmodel' order by a.job_id desc").fetchone()[0])
+PY
+)
+printf 'fast_test_count: 40\nmodels: [lenet5_ptq.yaml]\n' >"$WORK/qm_list.yaml"
+QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --fast_test --chip bm1690 --qat_model_path "/nonexistent,$(dirname "$qm")" \
+  --db "$WORK/qm.db" --out_dir "$WORK/runsq" "$WORK/qm_list.yaml" >"$WORK/qm.out" 2>&1
+rc=$?
+check "qat_model_path: exit 0 (rc=$rc)" test $rc -eq 0
+db_metrics "$WORK/qm.db" | sed 's|/qat_model | |' >"$WORK/qm.metrics"
+grep '^lenet5_ptq/bm1690/ptq ' "$WORK/pool2.metrics" | sed 's|/ptq | |' >"$WORK/ptq.metrics"
+check "qat_model_path: same metric values as the PTQ job that made the model" cmp -s "$WORK/qm.metrics" "$WORK/ptq.metrics"
+QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --fast_test --chip bm1690 --qat_model_path "$WORK/data_none" \
+  --db "$WORK/qm2.db" --out_dir "$WORK/runsq2" "$WORK/lenet5_ptq.yaml" >"$WORK/qm2.out" 2>&1
+rc=$?
+check "qat_model_path without a model: exit 2 (rc=$rc)" test $rc -eq 2
+check "qat_model_path without a model: the table says so" grep -q "ERROR" "$WORK/qm2.out"
+check "qat_model_path without a model: stored as error" test "$(db_job "$WORK/qm2.db" lenet5_ptq/bm1690/qat_model)" = "error 0"
+
 # --- a tolerance the model cannot meet: exit 1 ------------------------------
 QEVAL_CACHE="$WORK/cache2" "$RUN_EVAL" --fast_test --db "$WORK/fail.db" --out_dir "$WORK/runsf" \
   "$WORK/impossible.yaml" >"$WORK/fail.out" 2>"$WORK/fail.err"
