@@ -41,7 +41,8 @@ std::string job_result_to_json(const JobResult& r) {
   Json ms = Json::array();
   for (const auto& m : r.metrics) {
     ms.push_back({{"name", m.name}, {"value", num(m.value)}, {"baseline", num(m.baseline)},
-                  {"delta", num(m.delta)}, {"tolerance", m.tolerance}, {"gated", m.gated}, {"pass", m.pass}});
+                  {"delta", num(m.delta)}, {"tolerance", m.tolerance}, {"gated", m.gated}, {"pass", m.pass},
+                  {"allowed_drop", num(m.allowed_drop)}});
   }
   j["metrics"] = ms;
   Json ls = Json::array();
@@ -81,6 +82,7 @@ Result<JobResult> job_result_from_json(const std::string& text, const std::strin
       x.tolerance = m.value("tolerance", "");
       x.gated = m.value("gated", false);
       x.pass = m.value("pass", true);
+      x.allowed_drop = num_of(m.value("allowed_drop", Json()));
       r.metrics.push_back(x);
     }
     for (const Json& l : j.value("layers", Json::array())) {

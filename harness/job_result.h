@@ -29,6 +29,10 @@ struct MetricResult {
   std::string tolerance;  // human-readable rule: "drop <= 1.00", ">= 0.97", "ratio >= 0.95"; "" = not gated
   bool gated = false;     // part of the PASS/FAIL decision
   bool pass = true;
+  // How far the int8 value may fall between two runs before `run_eval compare`
+  // calls it a regression (top1/top5: the drop tolerance in points; mAP: map_drop
+  // or (1 - map_ratio) x fp32); NaN: only a PASS -> FAIL change counts.
+  double allowed_drop = kNaN;
 };
 
 // fp32 vs simulator similarity of one activation (tpu-mlir's npz compare measures).
@@ -55,6 +59,8 @@ struct JobResult {
   std::vector<MetricResult> metrics;
   std::vector<LayerResult> layers;
   std::map<std::string, std::string> artifacts;  // kind -> path (qmodel, cali_table, qdq_onnx, fp32, log)
+  std::map<std::string, std::string> artifact_hashes;  // kind -> XXH64 of the file (filled by the parent)
+  std::string cfg_hash;    // XXH64 of the cfg file's bytes (filled by the parent)
 
   bool passed() const { return status == "pass"; }
   const MetricResult* metric(const std::string& name) const;

@@ -5,6 +5,7 @@
 // --worker), stores every result in SQLite and prints the table.
 // Exit: 0 all within tolerance, 1 a tolerance failed, 2 an error.
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <tbb/global_control.h>
 
@@ -19,6 +20,7 @@
 #include "harness/cfg.h"
 #include "harness/runner.h"
 #include "models/eval_job.h"
+#include "reports/history.h"
 #include "reports/report.h"
 #include "reports/store.h"
 #include "simulator/profile.h"
@@ -48,6 +50,12 @@ int worker_main(const std::string& spec_path, const std::string& out_path) {
   return 0;
 }
 
+// XXH64 of a file's bytes ("" when it cannot be read): artifacts are stored by content.
+std::string file_hash(const std::string& path) {
+  auto bytes = read_file(path);
+  return bytes.is_ok() ? fmt::format("{:016x}", XXH64(bytes->data(), bytes->size(), 0)) : "";
+}
+
 std::string now_iso() {
   std::time_t t = std::time(nullptr);
   char buf[32];
@@ -61,6 +69,28 @@ std::string safe(const std::string& id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   }
   return s;
+}
+
+// Writes the requested report files; false (after a message) when one cannot be written.
+bool write_reports(const std::string& markdown, const std::string& junit, const std::string& html, const RunInfo& ri,
+                   const std::vector<JobResult>& results, const HtmlExtras& extras) {
+  const std::vector<std::pair<std::string, std::string>> reports = {
+      {markdown, markdown.empty() ? "" : results_markdown(ri, results)},
+      {junit, junit.empty() ? "" : results_junit(ri, results)},
+      {html, html.empty() ? "" : results_html(ri, results, extras)}};
+  bool ok = true;
+  for (const auto& [path, body] : reports) {
+    if (path.empty()) continue;
+    std::error_code ec;
+    if (auto pp = fs::path(path).parent_path(); !pp.empty()) fs::create_directories(pp, ec);
+    if (Status s = write_file_atomic(path, body); !s.is_ok()) {
+      std::cerr << "run_eval: error: " << s.message() << "\n";
+      ok = false;
+    } else {
+      std::cout << "wrote " << path << "\n";
+    }
+  }
+  return ok;
 }
 
 struct Flags {
@@ -158,7 +188,12 @@ int run(const Flags& f, int argc, char** argv) {
   ro.worker_exe = fs::read_symlink("/proc/self/exe").string();
   ro.tty = isatty(2);
   Status store_error;
-  ro.on_done = [&](const JobResult& r) {
+  ro.on_done = [&](const JobResult& done) {
+    JobResult r = done;
+    r.cfg_hash = file_hash(r.cfg_path);
+    for (const auto& [kind, path] : r.artifacts) {
+      if (kind != "log") r.artifact_hashes[kind] = file_hash(path);
+    }
     if (Status s = (*store)->add_job(*run_id, r); !s.is_ok() && store_error.is_ok()) store_error = s;
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -177,22 +212,136 @@ int run(const Flags& f, int argc, char** argv) {
                            passed, failed, errors, seconds, *run_id, f.db);
   auto info2 = (*store)->run(*run_id);
   const RunInfo& ri = info2.is_ok() ? *info2 : info;
-  const std::vector<std::pair<std::string, std::string>> reports = {
-      {f.markdown, f.markdown.empty() ? "" : results_markdown(ri, results)},
-      {f.junit, f.junit.empty() ? "" : results_junit(ri, results)},
-      {f.html, f.html.empty() ? "" : results_html(ri, results)}};
-  for (const auto& [path, body] : reports) {
-    if (path.empty()) continue;
-    std::error_code ec;
-    if (auto pp = fs::path(path).parent_path(); !pp.empty()) fs::create_directories(pp, ec);
-    if (Status s = write_file_atomic(path, body); !s.is_ok()) {
-      std::cerr << "run_eval: error: " << s.message() << "\n";
-      code = 2;
-    } else {
-      std::cout << "wrote " << path << "\n";
+  HtmlExtras extras;
+  if (!f.html.empty()) {
+    auto tr = trends_for_run(**store, *run_id, 20);
+    if (tr.is_ok()) extras.trends = std::move(*tr);
+    if (*run_id > 1) {
+      auto d = compare_runs(**store, *run_id - 1, *run_id);
+      if (d.is_ok()) {
+        extras.baseline_run = *run_id - 1;
+        extras.diff = std::move(*d);
+      }
     }
   }
+  if (!write_reports(f.markdown, f.junit, f.html, ri, results, extras)) code = 2;
   return code;
+}
+
+Result<int64_t> run_id_of(const ResultStore& store, const std::string& id) {
+  if (id.empty() || id == "latest") return store.latest_run_id();
+  try {
+    size_t used = 0;
+    const int64_t v = std::stoll(id, &used);
+    if (used == id.size() && v > 0) {
+      QEVAL_RETURN_IF_ERROR(store.run(v).status());
+      return v;
+    }
+  } catch (const std::exception&) {
+  }
+  return invalid_argument("run '{}': give a run id or 'latest'", id);
+}
+
+std::string num(double v, const std::string& metric) {
+  if (!std::isfinite(v)) return "-";
+  return metric.starts_with("top") ? fmt::format("{:.2f}", v) : fmt::format("{:.4f}", v);
+}
+
+struct ReportFlags {
+  std::string db = "results/qeval.db", run = "latest", baseline, html, markdown, junit;
+  int last = 20;
+};
+
+int report_main(const ReportFlags& f) {
+  auto store = ResultStore::open(f.db);
+  if (!store.is_ok()) return error(store.status().message());
+  auto id = run_id_of(**store, f.run);
+  if (!id.is_ok()) return error(id.status().message());
+  auto info = (*store)->run(*id);
+  auto jobs = (*store)->jobs(*id);
+  if (!info.is_ok() || !jobs.is_ok()) return error((info.is_ok() ? jobs.status() : info.status()).message());
+  HtmlExtras extras;
+  auto tr = trends_for_run(**store, *id, f.last);
+  if (!tr.is_ok()) return error(tr.status().message());
+  extras.trends = std::move(*tr);
+  int64_t base = 0;
+  if (!f.baseline.empty()) {
+    auto b = run_id_of(**store, f.baseline);
+    if (!b.is_ok()) return error(b.status().message());
+    base = *b;
+  } else {
+    // The previous run: the newest one older than this.
+    auto runs = (*store)->runs();
+    if (runs.is_ok()) {
+      for (const RunInfo& r : *runs) {
+        if (r.id < *id) base = r.id;
+      }
+    }
+  }
+  if (base > 0) {
+    auto d = compare_runs(**store, base, *id);
+    if (!d.is_ok()) return error(d.status().message());
+    extras.baseline_run = base;
+    extras.diff = std::move(*d);
+  }
+  std::cout << fmt::format("run {} ({}, {}, exit {})\n", info->id, info->started, info->status, info->exit_code)
+            << results_table_text(*jobs);
+  return write_reports(f.markdown, f.junit, f.html, *info, *jobs, extras) ? 0 : 2;
+}
+
+int compare_main(const std::string& db, const std::string& a, const std::string& b) {
+  auto store = ResultStore::open(db);
+  if (!store.is_ok()) return error(store.status().message());
+  auto ra = run_id_of(**store, a);
+  auto rb = run_id_of(**store, b);
+  if (!ra.is_ok() || !rb.is_ok()) return error((ra.is_ok() ? rb.status() : ra.status()).message());
+  auto diff = compare_runs(**store, *ra, *rb);
+  if (!diff.is_ok()) return error(diff.status().message());
+  std::cout << fmt::format("run {} -> run {}\n", *ra, *rb);
+  std::cout << fmt::format("{:<36} {:<18} {:>9} {:>9} {:>9}  {:<6} {:<6} {}\n", "job", "metric", "before", "after",
+                           "delta", "before", "after", "regression");
+  int regressions = 0;
+  for (const MetricDiff& d : *diff) {
+    regressions += d.regressed;
+    std::cout << fmt::format("{:<36} {:<18} {:>9} {:>9} {:>9}  {:<6} {:<6} {}\n", d.job_key, d.metric,
+                             num(d.before, d.metric), num(d.after, d.metric),
+                             std::isfinite(d.delta) ? fmt::format("{:+.4f}", d.delta) : "-", d.before_status,
+                             d.after_status, d.regressed ? "REGRESSED: " + d.rule : "");
+  }
+  std::cout << fmt::format("{} comparison(s), {} regression(s)\n", diff->size(), regressions);
+  return regressions ? 1 : 0;
+}
+
+int merge_main(const std::vector<std::string>& sources, const std::string& into) {
+  auto target = ResultStore::open(into);
+  if (!target.is_ok()) return error(target.status().message());
+  for (const std::string& src : sources) {
+    if (!fs::is_regular_file(src)) return error(src + ": no such results database");
+    auto st = merge_into(**target, src);
+    if (!st.is_ok()) return error(st.status().message());
+    std::cout << fmt::format("{}: {} run(s) added ({} job(s)), {} already in {}\n", src, st->runs_added,
+                             st->jobs_added, st->runs_skipped, into);
+  }
+  return 0;
+}
+
+int history_main(const std::string& db, const std::string& model, const std::string& metric) {
+  auto store = ResultStore::open(db);
+  if (!store.is_ok()) return error(store.status().message());
+  auto rows = metric_history(**store, model, metric);
+  if (!rows.is_ok()) return error(rows.status().message());
+  if (rows->empty()) return error(fmt::format("{}: no jobs of model '{}'", db, model));
+  std::cout << fmt::format("{:>5}  {:<20}  {:<36} {:>9} {:>9} {:>9}  {}\n", "run", "started", "job",
+                           "fp32", "int8", "delta", "result");
+  for (const HistoryRow& h : *rows) {
+    const std::string& m = h.metric;
+    const bool has = std::isfinite(h.int8);
+    std::cout << fmt::format("{:>5}  {:<20}  {:<36} {:>9} {:>9} {:>9}  {}\n", h.run_id, h.started, h.job_key,
+                             num(h.fp32, m), num(h.int8, m),
+                             has && std::isfinite(h.fp32) ? fmt::format("{:+.4f}", h.int8 - h.fp32) : "-",
+                             has ? (h.pass ? "PASS" : "FAIL") : h.status);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -227,6 +376,30 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--worker", worker, "(internal) run one job spec")->group("");
   app.add_option("--worker-out", worker_out, "(internal) where the worker writes its result")->group("");
+  ReportFlags rf;
+  auto* rep = app.add_subcommand("report", "Write the reports of a stored run (HTML with trends and a diff)");
+  rep->add_option("--db", rf.db, "results database");
+  rep->add_option("--run", rf.run, "run id or 'latest'");
+  rep->add_option("--baseline", rf.baseline, "run the diff compares against (default: the previous run)");
+  rep->add_option("--last", rf.last, "runs in the trend plots")->check(CLI::Range(1, 10000));
+  rep->add_option("--html", rf.html, "HTML report");
+  rep->add_option("--markdown", rf.markdown, "Markdown summary");
+  rep->add_option("--junit", rf.junit, "JUnit XML");
+  std::string cdb = "results/qeval.db", run_a, run_b;
+  auto* cmp = app.add_subcommand("compare", "Metric deltas between two runs; exit 1 on a regression");
+  cmp->add_option("run_a", run_a, "the earlier run (id or 'latest')")->required();
+  cmp->add_option("run_b", run_b, "the later run (id or 'latest')")->required();
+  cmp->add_option("--db", cdb, "results database");
+  std::vector<std::string> merge_sources;
+  std::string merge_into_db;
+  auto* mrg = app.add_subcommand("merge", "Merge results databases (sharded sweeps); runs already there are skipped");
+  mrg->add_option("sources", merge_sources, "databases to read")->required();
+  mrg->add_option("--into", merge_into_db, "database to write")->required();
+  std::string hdb = "results/qeval.db", hmodel, hmetric;
+  auto* his = app.add_subcommand("history", "One model's metric over all stored runs");
+  his->add_option("model", hmodel, "model (cfg name)")->required();
+  his->add_option("--metric", hmetric, "metric (default: top1, or mAP for detectors)");
+  his->add_option("--db", hdb, "results database");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -234,5 +407,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (!worker.empty()) return worker_main(worker, worker_out);
+  if (*rep) return report_main(rf);
+  if (*cmp) return compare_main(cdb, run_a, run_b);
+  if (*mrg) return merge_main(merge_sources, merge_into_db);
+  if (*his) return history_main(hdb, hmodel, hmetric);
   return run(f, argc, argv);
 }

@@ -463,13 +463,23 @@ void Job::gate(JobResult& r) {
   };
   for (MetricResult& m : r.metrics) {
     const double drop = m.baseline - m.value;
-    if (m.name == "top1" && t.top1_drop >= 0) check(m, drop <= t.top1_drop + 1e-9, fmt::format("drop <= {:.2f}", t.top1_drop));
-    if (m.name == "top5" && t.top5_drop >= 0) check(m, drop <= t.top5_drop + 1e-9, fmt::format("drop <= {:.2f}", t.top5_drop));
+    if (m.name == "top1" && t.top1_drop >= 0) {
+      check(m, drop <= t.top1_drop + 1e-9, fmt::format("drop <= {:.2f}", t.top1_drop));
+      m.allowed_drop = t.top1_drop;
+    }
+    if (m.name == "top5" && t.top5_drop >= 0) {
+      check(m, drop <= t.top5_drop + 1e-9, fmt::format("drop <= {:.2f}", t.top5_drop));
+      m.allowed_drop = t.top5_drop;
+    }
     if (m.name == "mAP" && t.map_ratio >= 0) {
       const double ratio = m.baseline > 0 ? m.value / m.baseline : (m.value >= 0 ? 1.0 : 0.0);
       check(m, ratio >= t.map_ratio - 1e-12, fmt::format("ratio >= {:.4f}", t.map_ratio));
+      m.allowed_drop = (1.0 - t.map_ratio) * m.baseline;
     }
-    if (m.name == "mAP" && t.map_drop >= 0) check(m, drop <= t.map_drop + 1e-12, fmt::format("drop <= {:.4f}", t.map_drop));
+    if (m.name == "mAP" && t.map_drop >= 0) {
+      check(m, drop <= t.map_drop + 1e-12, fmt::format("drop <= {:.4f}", t.map_drop));
+      m.allowed_drop = std::isfinite(m.allowed_drop) ? std::min(m.allowed_drop, t.map_drop) : t.map_drop;
+    }
   }
   // tpu-mlir's "cos,euclid" tolerance applies to every compared value: the worst one decides.
   if (!r.layers.empty()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 namespace qeval {
 
@@ -19,12 +20,6 @@ bool is_broken(const JobResult& j) {
   return j.status == "error" || j.status == "crashed" || j.status == "timeout";
 }
 
-// The metric that always shows in the summary, gated or not: accuracy for a classifier, mAP for a detector.
-std::string primary_metric(const JobResult& j) {
-  if (j.task == "detect") return "mAP";
-  if (j.task == "classify" || j.metric("top1")) return "top1";
-  return "mAP";
-}
 
 // Display width of UTF-8 text (continuation bytes take no column).
 size_t width(const std::string& s) {
@@ -60,7 +55,7 @@ std::vector<Cells> summary_rows(const std::vector<JobResult>& jobs) {
   for (const JobResult& j : jobs) {
     bool any_gated = false;
     if (!is_broken(j)) {
-      const std::string primary = primary_metric(j);
+      const std::string primary = primary_metric_of(j);
       for (const MetricResult& m : j.metrics) {
         any_gated |= m.gated;
         if (!m.gated && m.name != primary) continue;
@@ -274,8 +269,9 @@ std::string cos_chart(const JobResult& j) {
   const double h = kTop + kRowH * double(j.layers.size()) + kBottom;
   // Colours are attributes, not CSS, so that the chart stays right when cut out of the page.
   std::string s = fmt::format(
-      "<svg class=\"chart\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" font-family=\"monospace\" "
-      "font-size=\"11\" role=\"img\" aria-label=\"per-layer cosine similarity of {2}\">\n",
+      "<svg class=\"chart\" data-job=\"{2}\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"monospace\" font-size=\"11\" role=\"img\" "
+      "aria-label=\"per-layer cosine similarity of {2}\">\n",
       kLabelW + kBarW + kValueW, h, escape_html(j.id));
   // Axis: ticks and grid lines at five evenly spaced values from lo to 1.
   s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#444\"/>\n", kLabelW, kTop - 4,
@@ -297,15 +293,176 @@ std::string cos_chart(const JobResult& j) {
       const std::string tip = fmt::format("{} ({}): cos {:.6f}, euclid {}, sqnr {:.1f} dB, max LSB {}",
                                           l.name, l.op, l.cos, number(l.euclid, "euclid"), l.sqnr, l.max_lsb);
       s += fmt::format(
-          "<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\" data-layer=\"{}\" "
-          "data-value=\"{}\"><title>{}</title></rect>",
-          kLabelW, y + 2, x(l.cos) - kLabelW, kRowH - 4, l.pass ? "#3a9a4a" : "#d0342c", escape_html(l.name),
-          l.cos, escape_html(tip));
+          "<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\" data-idx=\"{}\" "
+          "data-layer=\"{}\" data-value=\"{}\"><title>{}</title></rect>",
+          kLabelW, y + 2, x(l.cos) - kLabelW, kRowH - 4, l.pass ? "#3a9a4a" : "#d0342c", i,
+          escape_html(l.name), l.cos, escape_html(tip));
     }
     s += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", kLabelW + kBarW + 6, y + kRowH - 4,
                      number(l.cos, "cos"));
   }
   return s + "</svg>\n";
+}
+
+// The y-axis of a trend plot: the data's range padded by 10% (a small range around
+// a single value), with 3 to 5 ticks at "nice" values (1, 2, 2.5 or 5 x 10^k).
+struct Axis {
+  double lo = 0, hi = 1;
+  std::vector<double> ticks;
+  int decimals = 0;
+};
+
+Axis value_axis(double lo, double hi) {
+  if (!(lo <= hi)) lo = 0, hi = 1;  // no finite value at all
+  const double pad = hi > lo ? (hi - lo) * 0.1 : lo != 0 ? std::abs(lo) * 0.01 : 0.01;
+  Axis a{lo - pad, hi + pad, {}, 0};
+  const double span = a.hi - a.lo;
+  if (!(span > 0 && std::isfinite(span))) return {lo, lo + 1, {lo, lo + 0.5, lo + 1}, 1};  // degenerate
+  const int e0 = int(std::floor(std::log10(span)));
+  // Largest step first: the fewest ticks that are still at least 3.
+  for (int e = e0; e >= e0 - 2 && a.ticks.empty(); --e) {
+    for (double m : {5.0, 2.5, 2.0, 1.0}) {
+      const double step = m * std::pow(10.0, e);
+      const double first = std::ceil(a.lo / step), last = std::floor(a.hi / step);
+      if (last - first < 2 || last - first > 4) continue;
+      for (double k = first; k <= last; ++k) a.ticks.push_back(k * step + 0.0);  // + 0.0: no "-0.00"
+      a.decimals = std::max(0, -e + (m == 2.5));
+      break;
+    }
+  }
+  if (a.ticks.empty()) {  // no nice step gives 3..5 ticks: 5 evenly spaced ones
+    for (int k = 0; k <= 4; ++k) a.ticks.push_back(a.lo + span * k / 4);
+    a.decimals = std::max(0, 2 - int(std::floor(std::log10(span / 4))));
+  }
+  a.decimals = std::min(a.decimals, 12);
+  return a;
+}
+
+// A line plot of one (job, metric) over runs: int8 solid with circles, fp32 dashed
+// with squares. x is the run's position in the trend, labelled by run id. NaN
+// points have no marker and break the line. Markers carry the exact value.
+std::string trend_plot(const Trend& t) {
+  constexpr double kW = 560, kH = 230, kLeft = 64, kRight = 16, kTop = 30, kBottom = 40, kInset = 14;
+  constexpr const char* kInt8 = "#1f5fbf";
+  constexpr const char* kFp32 = "#e07b00";
+  const size_t n = t.points.size();
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const TrendPoint& p : t.points) {
+    for (double v : {p.int8, p.fp32}) {
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+  }
+  const Axis a = value_axis(lo, hi);
+  const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
+  auto x = [&](size_t i) {
+    return n < 2 ? kLeft + pw / 2 : kLeft + kInset + (pw - 2 * kInset) * double(i) / double(n - 1);
+  };
+  auto y = [&](double v) { return kTop + ph * (a.hi - v) / (a.hi - a.lo); };
+  const std::string what = escape_html(t.job_key + " " + t.metric);
+  std::string s = fmt::format(
+      "<svg class=\"trend\" data-job=\"{0}\" data-metric=\"{1}\" width=\"{2}\" height=\"{3}\" "
+      "viewBox=\"0 0 {2} {3}\" font-family=\"monospace\" font-size=\"11\" role=\"img\" "
+      "aria-label=\"{4} over runs, int8 and fp32\">\n",
+      escape_html(t.job_key), escape_html(t.metric), kW, kH, what);
+  // y-axis: grid line and label per tick; x-axis: run ids (at most ~10 labels).
+  for (double v : a.ticks) {
+    s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#e4e4e4\"/>", kLeft,
+                     y(v), kW - kRight);
+    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.{}f}</text>\n", kLeft - 6, y(v) + 4,
+                     v, a.decimals);
+  }
+  s += fmt::format("<path d=\"M{0} {1} V{2} H{3}\" fill=\"none\" stroke=\"#444\"/>\n", kLeft, kTop,
+                   kTop + ph, kW - kRight);
+  const size_t stride = (n + 9) / 10;
+  for (size_t i = 0; i < n; i += stride) {
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x(i), kTop + ph + 15,
+                     t.points[i].run_id);
+  }
+  s += fmt::format("\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">run</text>\n", kLeft + pw / 2, kH - 6);
+
+  // One series: the line (a new segment after each gap), then the markers on top.
+  auto series = [&](const char* name, double TrendPoint::*field, const char* colour, bool dashed) {
+    std::string d;
+    bool pen_down = false;
+    for (size_t i = 0; i < n; ++i) {
+      const double v = t.points[i].*field;
+      if (!std::isfinite(v)) {
+        pen_down = false;
+        continue;
+      }
+      d += fmt::format("{}{:.1f} {:.1f} ", pen_down ? "L" : "M", x(i), y(v));
+      pen_down = true;
+    }
+    if (!d.empty()) {
+      d.pop_back();
+      s += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{}/>\n", d, colour,
+                       dashed ? " stroke-dasharray=\"5 3\"" : "");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const TrendPoint& p = t.points[i];
+      const double v = p.*field;
+      if (!std::isfinite(v)) continue;
+      const std::string attrs =
+          fmt::format("fill=\"{}\" data-run=\"{}\" data-series=\"{}\" data-value=\"{}\"", colour, p.run_id,
+                      name, v);
+      const std::string tip = fmt::format("run {}{}: {} {}", p.run_id,
+                                          p.started.empty() ? "" : " " + p.started, name,
+                                          number(v, t.metric));
+      s += dashed ? fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"7\" height=\"7\" {}>", x(i) - 3.5,
+                                y(v) - 3.5, attrs)
+                  : fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" {}>", x(i), y(v), attrs);
+      s += fmt::format("<title>{}</title></{}>\n", escape_html(tip), dashed ? "rect" : "circle");
+    }
+  };
+  series("fp32", &TrendPoint::fp32, kFp32, true);
+  series("int8", &TrendPoint::int8, kInt8, false);  // drawn last: on top where the two meet
+
+  // Legend above the plot area.
+  s += fmt::format(
+      "<g class=\"legend\"><line x1=\"{0}\" y1=\"12\" x2=\"{1}\" y2=\"12\" stroke=\"{2}\" "
+      "stroke-width=\"1.5\"/>"
+      "<circle cx=\"{3}\" cy=\"12\" r=\"3.5\" fill=\"{2}\"/><text x=\"{4}\" y=\"16\">int8</text>"
+      "<line x1=\"{5}\" y1=\"12\" x2=\"{6}\" y2=\"12\" stroke=\"{7}\" stroke-width=\"1.5\" "
+      "stroke-dasharray=\"5 3\"/><rect x=\"{8}\" y=\"8.5\" width=\"7\" height=\"7\" fill=\"{7}\"/>"
+      "<text x=\"{9}\" y=\"16\">fp32</text></g>\n",
+      kLeft, kLeft + 24, kInt8, kLeft + 12, kLeft + 30, kLeft + 80, kLeft + 104, kFp32, kLeft + 88.5,
+      kLeft + 110);
+  return s + "</svg>\n";
+}
+
+// The class of a status cell: PASS green, FAIL red, anything that did not run orange.
+std::string status_class(const std::string& status) {
+  const std::string u = upper(status);
+  if (u == "PASS") return "pass";
+  if (u == "FAIL") return "fail";
+  return u == "ERROR" || u == "CRASHED" || u == "TIMEOUT" ? "error" : "";
+}
+
+// Run-to-run comparison: regressions first (red rows), then the rest in their order.
+std::string diff_section(const HtmlExtras& x) {
+  std::string h = fmt::format("<h2 id=\"diff\">Changes since run {}</h2>\n", x.baseline_run);
+  if (x.diff.empty()) return h + "<p>No common jobs.</p>\n";
+  std::vector<const MetricDiff*> rows;
+  for (const MetricDiff& d : x.diff) rows.push_back(&d);
+  std::stable_partition(rows.begin(), rows.end(), [](const MetricDiff* d) { return d->regressed; });
+  h += "<table class=\"diff\">\n<tr><th>job</th><th>metric</th><th>before</th><th>after</th><th>delta</th>"
+       "<th>before status</th><th>after status</th><th>note</th></tr>\n";
+  auto status_cell = [](const std::string& st) {
+    const std::string cls = status_class(st);
+    return fmt::format("<td{}>{}</td>", cls.empty() ? "" : " class=\"" + cls + "\"",
+                       st.empty() ? "-" : escape_html(upper(st)));
+  };
+  for (const MetricDiff* d : rows) {
+    h += d->regressed ? "<tr class=\"regressed\">" : "<tr>";
+    h += fmt::format("<td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
+                     "<td class=\"num\">{}</td>",
+                     escape_html(d->job_key), escape_html(d->metric.empty() ? "-" : d->metric),
+                     number(d->before, d->metric), number(d->after, d->metric),
+                     number(d->delta, d->metric, true));
+    h += status_cell(d->before_status) + status_cell(d->after_status);
+    h += fmt::format("<td>{}</td></tr>\n", escape_html(d->rule));
+  }
+  return h + "</table>\n";
 }
 
 constexpr const char* kCss = R"css(
@@ -320,13 +477,15 @@ td.error { background: #fcd9a8; color: #7c2d12; font-weight: bold; }
 dl.run { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
 dl.run dt { font-weight: bold; }
 dl.run dd { margin: 0; }
-svg.chart { display: block; margin-bottom: 1em; }
+svg.chart, svg.trend { display: block; margin-bottom: 1em; }
+tr.regressed td { background: #f8c9c4; color: #7f1d1d; }
+tr.regressed td:first-child { font-weight: bold; }
 pre { background: #f6f6f6; padding: 6px; overflow-x: auto; }
 )css";
 
 }  // namespace
 
-std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs) {
+std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs, const HtmlExtras& extras) {
   const Totals t = totals_of(jobs);
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   h += fmt::format("<title>qeval run {}</title>\n<style>{}</style>\n</head>\n<body>\n", run.id, kCss);
@@ -359,6 +518,15 @@ std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs)
     h += "</tr>\n";
   }
   h += "</table>\n";
+
+  if (!extras.trends.empty()) {
+    h += "<h2 id=\"trends\">Trends</h2>\n";
+    for (const Trend& t : extras.trends) {
+      h += fmt::format("<h3>{} — {}</h3>\n", escape_html(t.job_key), escape_html(t.metric));
+      h += trend_plot(t);
+    }
+  }
+  if (extras.baseline_run != 0) h += diff_section(extras);
 
   for (const JobResult& j : jobs) {
     h += fmt::format("<h2>{}</h2>\n<p>{}{} &middot; {} samples &middot; {:.1f} s</p>\n", escape_html(j.id),

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <regex>
 #include <sstream>
 
@@ -184,6 +186,160 @@ TEST(Report, HtmlChartsAndColours) {
   EXPECT_EQ(h.find("<model>"), std::string::npos);
   EXPECT_NE(h.find("loading &lt;model&gt; &amp; weights"), std::string::npos);
   EXPECT_NE(h.find("ci&lt;1&gt;"), std::string::npos);
+}
+
+// The SVG elements of one kind (`<svg class="KIND"`), each from its tag to its </svg>.
+std::vector<std::string> svgs(const std::string& h, const std::string& kind) {
+  std::vector<std::string> out;
+  const std::string open = "<svg class=\"" + kind + "\"";
+  for (size_t p = h.find(open); p != std::string::npos; p = h.find(open, p + 1)) {
+    out.push_back(h.substr(p, h.find("</svg>", p) + 6 - p));
+  }
+  return out;
+}
+
+std::string attr(const std::string& tag, const std::string& name) {
+  std::smatch m;
+  const std::regex re(" " + name + "=\"([^\"]*)\"");
+  return std::regex_search(tag, m, re) ? m[1].str() : "";
+}
+
+// Two trends: top1 over three runs (int8 missing in the last) and mAP of a single run.
+HtmlExtras trend_extras() {
+  HtmlExtras x;
+  x.trends.push_back({"resnet8/bm1684x/int8_sym",
+                      "top1",
+                      {{3, "2024-04-01T10:00:00Z", 85.91, 85.3},
+                       {5, "2024-04-15T10:00:00Z", 85.91, 0.1 + 0.2 + 84.6},
+                       {7, "2024-05-01T10:00:00Z", 85.91, kNaN}}});
+  x.trends.push_back({"det_tiny/bm1684x/int8_sym", "mAP", {{7, "", 0.34240000000000004, 1.0 / 3}}});
+  return x;
+}
+
+TEST(Report, HtmlTrendPlots) {
+  const HtmlExtras x = trend_extras();
+  const std::string h = results_html(run_info(), jobs(), x);
+  EXPECT_NE(h.find("<h2 id=\"trends\">Trends</h2>"), std::string::npos);
+  EXPECT_NE(h.find("<h3>resnet8/bm1684x/int8_sym — top1</h3>"), std::string::npos);
+  EXPECT_EQ(count(h, "class=\"trend\""), 2u);
+  EXPECT_EQ(count(h, "<svg"), 4u);  // + the two per-layer charts
+  EXPECT_EQ(count(h, "</svg>"), 4u);
+  const auto plots = svgs(h, "trend");
+  ASSERT_EQ(plots.size(), 2u);
+  const std::regex marker("<(circle|rect) [^>]*data-run=[^>]*>");
+  for (size_t k = 0; k < plots.size(); ++k) {
+    const Trend& t = x.trends[k];
+    const std::string& plot = plots[k];
+    EXPECT_EQ(attr(plot, "data-job"), t.job_key);
+    EXPECT_EQ(attr(plot, "data-metric"), t.metric);
+    // Every finite point has exactly one marker whose data-value reads back as the same double.
+    size_t markers = 0, want = 0;
+    for (const TrendPoint& p : t.points) want += !std::isnan(p.int8) + !std::isnan(p.fp32);
+    for (std::sregex_iterator it(plot.begin(), plot.end(), marker), end; it != end; ++it) {
+      const std::string tag = (*it)[0].str(), series = attr(tag, "data-series");
+      EXPECT_EQ((*it)[1].str(), series == "int8" ? "circle" : "rect") << tag;
+      const int64_t run = std::stoll(attr(tag, "data-run"));
+      const auto p =
+          std::find_if(t.points.begin(), t.points.end(), [&](auto& q) { return q.run_id == run; });
+      ASSERT_NE(p, t.points.end()) << tag;
+      ASSERT_TRUE(series == "int8" || series == "fp32") << tag;
+      const double want_v = series == "int8" ? p->int8 : p->fp32;
+      ASSERT_FALSE(std::isnan(want_v)) << "marker for a NaN point: " << tag;
+      EXPECT_EQ(std::stod(attr(tag, "data-value")), want_v) << tag;
+      ++markers;
+    }
+    EXPECT_EQ(markers, want) << plot;
+    // A legend, 3 to 5 y-axis labels, dashed fp32 line.
+    EXPECT_NE(plot.find(">int8</text>"), std::string::npos);
+    EXPECT_NE(plot.find(">fp32</text>"), std::string::npos);
+    const size_t ticks = count(plot, "text-anchor=\"end\"");
+    EXPECT_GE(ticks, 3u);
+    EXPECT_LE(ticks, 5u);
+  }
+  EXPECT_NE(plots[0].find("stroke-dasharray"), std::string::npos);
+  // 0.1 + 0.2 + 84.6: the shortest form that reads back exactly, not a rounded one.
+  EXPECT_NE(plots[0].find("data-value=\"84.89999999999999\""), std::string::npos) << plots[0];
+  EXPECT_EQ(plots[0].find("data-run=\"7\" data-series=\"int8\""), std::string::npos);  // NaN
+  EXPECT_NE(plots[0].find("data-run=\"7\" data-series=\"fp32\""), std::string::npos);
+  EXPECT_EQ(h.find("Changes since"), std::string::npos);  // no baseline run
+}
+
+// The y-axis labels of a one-series trend over `values`.
+std::vector<std::string> tick_labels(const std::vector<double>& values) {
+  Trend t{"m/c/x", "mAP", {}};
+  for (size_t i = 0; i < values.size(); ++i) t.points.push_back({int64_t(i + 1), "", kNaN, values[i]});
+  HtmlExtras x;
+  x.trends = {t};
+  const std::string plot = svgs(results_html(run_info(), {}, x), "trend").at(0);
+  std::vector<std::string> out;
+  const std::regex label("text-anchor=\"end\">([^<]*)</text>");
+  for (auto it = std::sregex_iterator(plot.begin(), plot.end(), label); it != std::sregex_iterator(); ++it) {
+    out.push_back((*it)[1].str());
+  }
+  return out;
+}
+
+TEST(Report, HtmlTrendAxisTicks) {
+  for (const auto& values : std::vector<std::vector<double>>{{0.5, 0.5},
+                                                             {0, 0},
+                                                             {-3},
+                                                             {85.3, 85.31, 84.9},
+                                                             {0.1, 0.9},
+                                                             {1e-7, 3e-7},
+                                                             {1234.5, 98765},
+                                                             {kNaN, kNaN},
+                                                             {-0.25, 0.25}}) {
+    const auto labels = tick_labels(values);
+    EXPECT_GE(labels.size(), 3u) << values[0];
+    EXPECT_LE(labels.size(), 5u) << values[0];
+    for (size_t i = 1; i < labels.size(); ++i) EXPECT_NE(labels[i], labels[i - 1]) << values[0];
+    for (const auto& l : labels) EXPECT_NE(l, "-0.00") << values[0];
+  }
+}
+
+TEST(Report, HtmlDiff) {
+  HtmlExtras x;
+  x.baseline_run = 5;
+  x.diff = {{"resnet8/bm1684x/int8_sym", "top1", 85.3, 85.7, 85.7 - 85.3, "PASS", "PASS", "", false},
+            {"det_tiny/bm1684x/int8_sym", "mAP", 0.3424, 0.3012, 0.3012 - 0.3424, "PASS", "FAIL",
+             "passed in run 5, fails now", true},
+            {"lenet5/bm1684x/int8_sym", "", kNaN, kNaN, kNaN, "pass", "crashed", "job <crashed>", true}};
+  const std::string h = results_html(run_info(), jobs(), x);
+  EXPECT_NE(h.find("<h2 id=\"diff\">Changes since run 5</h2>"), std::string::npos);
+  EXPECT_EQ(count(h, "<tr class=\"regressed\">"), 2u);
+  EXPECT_NE(h.find("tr.regressed td"), std::string::npos);  // the red background
+  // Regressions first, in their order; then the rest.
+  const size_t table = h.find("<table class=\"diff\">");
+  ASSERT_NE(table, std::string::npos);
+  const size_t det = h.find("<td>det_tiny/", table), lenet = h.find("<td>lenet5/", table),
+               resnet = h.find("<td>resnet8/", table);
+  ASSERT_NE(resnet, std::string::npos);
+  EXPECT_LT(det, lenet);
+  EXPECT_LT(lenet, resnet);
+  EXPECT_EQ(h.rfind("<tr", det), h.find("<tr class=\"regressed\">", table));
+  EXPECT_EQ(h.substr(h.rfind("<tr", resnet), 5), "<tr><");
+  // Numbers as in the summary table: top1 2 decimals, mAP 4, NaN "-"; statuses upper-cased and escaped.
+  EXPECT_NE(h.find("<td class=\"num\">85.30</td><td class=\"num\">85.70</td><td class=\"num\">+0.40</td>"),
+            std::string::npos);
+  EXPECT_NE(
+      h.find("<td class=\"num\">0.3424</td><td class=\"num\">0.3012</td><td class=\"num\">-0.0412</td>"),
+      std::string::npos);
+  EXPECT_NE(h.find("<td class=\"pass\">PASS</td><td class=\"fail\">FAIL</td><td>passed in run 5, fails now"),
+            std::string::npos);
+  EXPECT_NE(h.find("<td class=\"error\">CRASHED</td><td>job &lt;crashed&gt;</td>"), std::string::npos);
+  EXPECT_EQ(h.find("No common jobs."), std::string::npos);
+
+  x.diff.clear();
+  const std::string empty = results_html(run_info(), jobs(), x);
+  EXPECT_NE(empty.find("Changes since run 5"), std::string::npos);
+  EXPECT_NE(empty.find("No common jobs."), std::string::npos);
+  EXPECT_EQ(empty.find("<table class=\"diff\">"), std::string::npos);
+
+  x = trend_extras();  // baseline_run 0: no diff section even with rows
+  x.diff = {{"a/b/c", "top1", 1, 0, -1, "PASS", "FAIL", "dropped", true}};
+  const std::string none = results_html(run_info(), jobs(), x);
+  EXPECT_EQ(none.find("Changes since"), std::string::npos);
+  EXPECT_EQ(none.find("regressed\">"), std::string::npos);
 }
 
 }  // namespace

@@ -47,6 +47,14 @@ CREATE INDEX metrics_job ON metrics(job_id);
 CREATE INDEX layers_job ON layers(job_id, idx);
 CREATE INDEX artifacts_job ON artifacts(job_id);
 )sql"},
+    // v2: runs get a uuid (merging databases keeps each run once), metrics the drop
+    // that `run_eval compare` allows between runs.
+    {2, R"sql(
+ALTER TABLE runs ADD COLUMN uuid TEXT;
+UPDATE runs SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
+CREATE UNIQUE INDEX runs_uuid ON runs(uuid);
+ALTER TABLE metrics ADD COLUMN allowed_drop REAL;
+)sql"},
 };
 static_assert(std::size(kMigrations) == kStoreSchemaVersion &&
                   kMigrations[std::size(kMigrations) - 1].to == kStoreSchemaVersion,
@@ -251,20 +259,46 @@ Result<std::unique_ptr<ResultStore>> ResultStore::open(const std::string& path) 
 ResultStore::~ResultStore() { sqlite3_close_v2(db_); }
 
 Result<int64_t> ResultStore::begin_run(const RunInfo& info) {
+  RunInfo r = info;
+  if (r.started.empty()) r.started = now_utc();
+  r.status = "running";
+  r.finished.clear();
+  r.exit_code = -1;
+  r.seconds = kNaN;
+  auto id = import_run(r);
+  if (!id.is_ok()) return id.status().with_context("begin_run");
+  return id;
+}
+
+Result<int64_t> ResultStore::import_run(const RunInfo& info) {
   Stmt st(db_);
   Status s = st.prepare(
-      "INSERT INTO runs(started, status, command, host, git_sha, fast_test) "
-      "VALUES(?, 'running', ?, ?, ?, ?)");
+      "INSERT INTO runs(started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, lower(hex(randomblob(16)))))");
   if (s.is_ok()) {
-    st.text(1, info.started.empty() ? now_utc() : info.started);
-    st.text(2, info.command);
-    st.text(3, info.host);
-    st.text(4, info.git_sha);
-    st.integer(5, info.fast_test);
+    st.text(1, info.started);
+    if (info.finished.empty()) st.null(2); else st.text(2, info.finished);
+    st.text(3, info.status);
+    st.text(4, info.command);
+    st.text(5, info.host);
+    st.text(6, info.git_sha);
+    st.integer(7, info.fast_test);
+    st.real(8, info.seconds);
+    if (info.exit_code < 0) st.null(9); else st.integer(9, info.exit_code);
+    if (info.uuid.empty()) st.null(10); else st.text(10, info.uuid);
     s = st.run();
   }
-  if (!s.is_ok()) return s.with_context(path_ + ": begin_run");
+  if (!s.is_ok()) return s.with_context(path_);
   return int64_t{sqlite3_last_insert_rowid(db_)};
+}
+
+Result<bool> ResultStore::has_run_uuid(const std::string& uuid) const {
+  Stmt st(db_);
+  QEVAL_RETURN_IF_ERROR(st.prepare("SELECT 1 FROM runs WHERE uuid = ?").with_context(path_));
+  st.text(1, uuid);
+  auto row = st.step();
+  if (!row.is_ok()) return row.status().with_context(path_);
+  return *row;
 }
 
 namespace {
@@ -297,7 +331,7 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
   ins.text(5, job.mode);
   ins.text(6, job.task);
   ins.text(7, job.cfg_path);
-  ins.text(8, cfg_hash);
+  ins.text(8, cfg_hash.empty() ? job.cfg_hash : cfg_hash);
   ins.text(9, job.status);
   ins.text(10, job.message);
   ins.integer(11, job.signal);
@@ -312,8 +346,8 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
 
   Stmt m(db);
   QEVAL_RETURN_IF_ERROR(m.prepare(
-      "INSERT INTO metrics(job_id, name, value, baseline, delta, tolerance, gated, pass) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+      "INSERT INTO metrics(job_id, name, value, baseline, delta, tolerance, gated, pass, allowed_drop) "
+      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   for (const MetricResult& x : job.metrics) {
     m.integer(1, job_id);
     m.text(2, x.name);
@@ -323,6 +357,7 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
     m.text(6, x.tolerance);
     m.integer(7, x.gated);
     m.integer(8, x.pass);
+    m.real(9, x.allowed_drop);
     QEVAL_RETURN_IF_ERROR(m.run());
   }
   Stmt l(db);
@@ -344,11 +379,13 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
   }
   // The content hash is filled in by whoever hashes artifacts; "" until then.
   Stmt a(db);
-  QEVAL_RETURN_IF_ERROR(a.prepare("INSERT INTO artifacts(job_id, kind, path, hash) VALUES(?, ?, ?, '')"));
+  QEVAL_RETURN_IF_ERROR(a.prepare("INSERT INTO artifacts(job_id, kind, path, hash) VALUES(?, ?, ?, ?)"));
   for (const auto& [kind, file] : job.artifacts) {
     a.integer(1, job_id);
     a.text(2, kind);
     a.text(3, file);
+    auto h = job.artifact_hashes.find(kind);
+    a.text(4, h == job.artifact_hashes.end() ? "" : h->second);
     QEVAL_RETURN_IF_ERROR(a.run());
   }
   return tx.commit();
@@ -370,6 +407,7 @@ JobResult read_job_row(const Stmt& st) {
   j.baseline_cache_hit = st.col_int(12) != 0;
   j.quant_cache_hit = st.col_int(13) != 0;
   if (!st.col_null(14)) j.log_tail = split_lines(st.col_text(14));
+  j.cfg_hash = st.col_text(15);
   return j;
 }
 
@@ -393,29 +431,32 @@ Result<std::vector<JobResult>> read_jobs(sqlite3* db, int64_t run_id) {
   Stmt st(db);
   QEVAL_RETURN_IF_ERROR(st.prepare(
       "SELECT id, job_key, model, chip, mode, task, cfg_path, status, message, signal, seconds, samples, "
-      "baseline_cache_hit, quant_cache_hit, log_tail FROM jobs WHERE run_id = ? ORDER BY id"));
+      "baseline_cache_hit, quant_cache_hit, log_tail, cfg_hash FROM jobs WHERE run_id = ? ORDER BY id"));
   QEVAL_RETURN_IF_ERROR(each_row(st, run_id, [&] {
     ids.push_back(st.col_int(0));
     out.push_back(read_job_row(st));
   }));
   Stmt m(db), l(db), a(db);
   QEVAL_RETURN_IF_ERROR(m.prepare(
-      "SELECT name, value, baseline, delta, tolerance, gated, pass FROM metrics "
+      "SELECT name, value, baseline, delta, tolerance, gated, pass, allowed_drop FROM metrics "
       "WHERE job_id = ? ORDER BY rowid"));
   QEVAL_RETURN_IF_ERROR(l.prepare(
       "SELECT name, op, cos, euclid, sqnr, max_lsb, pass FROM layers WHERE job_id = ? ORDER BY idx"));
-  QEVAL_RETURN_IF_ERROR(a.prepare("SELECT kind, path FROM artifacts WHERE job_id = ?"));
+  QEVAL_RETURN_IF_ERROR(a.prepare("SELECT kind, path, hash FROM artifacts WHERE job_id = ?"));
   for (size_t i = 0; i < out.size(); ++i) {
     JobResult& j = out[i];
     QEVAL_RETURN_IF_ERROR(each_row(m, ids[i], [&] {
       j.metrics.push_back({m.col_text(0), m.col_real(1), m.col_real(2), m.col_real(3), m.col_text(4),
-                           m.col_int(5) != 0, m.col_int(6, 1) != 0});
+                           m.col_int(5) != 0, m.col_int(6, 1) != 0, m.col_real(7)});
     }));
     QEVAL_RETURN_IF_ERROR(each_row(l, ids[i], [&] {
       j.layers.push_back({l.col_text(0), l.col_text(1), l.col_real(2), l.col_real(3), l.col_real(4),
                           l.col_int(5, -1), l.col_int(6, 1) != 0});
     }));
-    QEVAL_RETURN_IF_ERROR(each_row(a, ids[i], [&] { j.artifacts[a.col_text(0)] = a.col_text(1); }));
+    QEVAL_RETURN_IF_ERROR(each_row(a, ids[i], [&] {
+      j.artifacts[a.col_text(0)] = a.col_text(1);
+      if (!a.col_text(2).empty()) j.artifact_hashes[a.col_text(0)] = a.col_text(2);
+    }));
   }
   return out;
 }
@@ -443,15 +484,12 @@ Status ResultStore::finish_run(int64_t run_id, const std::string& status, int ex
   return Status::ok();
 }
 
-Result<RunInfo> ResultStore::run(int64_t id) const {
-  Stmt st(db_);
-  QEVAL_RETURN_IF_ERROR(st.prepare(
-      "SELECT id, started, finished, status, command, host, git_sha, fast_test, seconds, exit_code "
-      "FROM runs WHERE id = ?").with_context(path_));
-  st.integer(1, id);
-  auto row = st.step();
-  if (!row.is_ok()) return row.status().with_context(path_);
-  if (!*row) return not_found("{}: no run {}", path_, id);
+namespace {
+
+constexpr const char* kRunColumns =
+    "SELECT id, started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid FROM runs";
+
+RunInfo read_run_row(const Stmt& st) {
   RunInfo r;
   r.id = st.col_int(0);
   r.started = st.col_text(1);
@@ -463,7 +501,33 @@ Result<RunInfo> ResultStore::run(int64_t id) const {
   r.fast_test = st.col_int(7) != 0;
   r.seconds = st.col_null(8) ? 0 : st.col_real(8);  // NULL while running
   r.exit_code = int(st.col_int(9, -1));
+  r.uuid = st.col_text(10);
   return r;
+}
+
+}  // namespace
+
+Result<RunInfo> ResultStore::run(int64_t id) const {
+  Stmt st(db_);
+  QEVAL_RETURN_IF_ERROR(st.prepare(fmt::format("{} WHERE id = ?", kRunColumns).c_str()).with_context(path_));
+  st.integer(1, id);
+  auto row = st.step();
+  if (!row.is_ok()) return row.status().with_context(path_);
+  if (!*row) return not_found("{}: no run {}", path_, id);
+  return read_run_row(st);
+}
+
+Result<std::vector<RunInfo>> ResultStore::runs() const {
+  Stmt st(db_);
+  QEVAL_RETURN_IF_ERROR(st.prepare(fmt::format("{} ORDER BY id", kRunColumns).c_str()).with_context(path_));
+  std::vector<RunInfo> out;
+  for (;;) {
+    auto row = st.step();
+    if (!row.is_ok()) return row.status().with_context(path_);
+    if (!*row) break;
+    out.push_back(read_run_row(st));
+  }
+  return out;
 }
 
 Result<int64_t> ResultStore::latest_run_id() const {

@@ -3,11 +3,11 @@
 //
 //   runs(id INTEGER PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
 //        command TEXT, host TEXT, git_sha TEXT, fast_test INTEGER, seconds REAL,
-//        exit_code INTEGER)
+//        exit_code INTEGER, uuid TEXT UNIQUE)                          (uuid: v2)
 //   jobs(id INTEGER PRIMARY KEY, run_id, job_key TEXT, model, chip, mode, task,
 //        cfg_path, cfg_hash, status, message, signal, seconds, samples,
 //        baseline_cache_hit, quant_cache_hit, log_tail TEXT)   UNIQUE(run_id, job_key)
-//   metrics(job_id, name, value, baseline, delta, tolerance, gated, pass)
+//   metrics(job_id, name, value, baseline, delta, tolerance, gated, pass, allowed_drop)  (allowed_drop: v2)
 //   layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass)
 //   artifacts(job_id, kind, path, hash)
 //
@@ -28,10 +28,11 @@ struct sqlite3;
 
 namespace qeval {
 
-inline constexpr int kStoreSchemaVersion = 1;
+inline constexpr int kStoreSchemaVersion = 2;
 
 struct RunInfo {
   int64_t id = 0;
+  std::string uuid;               // identifies the run across databases (merge); made by begin_run
   std::string started, finished;  // ISO 8601 UTC
   std::string status;             // running | done | interrupted
   std::string command, host, git_sha;
@@ -50,6 +51,10 @@ class ResultStore {
 
   // A new run row (status running); returns its id.
   Result<int64_t> begin_run(const RunInfo& info);
+  // A finished run copied from another database, every field as given (merge).
+  Result<int64_t> import_run(const RunInfo& info);
+  Result<bool> has_run_uuid(const std::string& uuid) const;
+  Result<std::vector<RunInfo>> runs() const;  // all, oldest first
   // One transaction: the job row with its metrics, layers and artifacts.
   // Writing the same job_key twice for a run replaces the earlier rows.
   Status add_job(int64_t run_id, const JobResult& job, const std::string& cfg_hash = "");

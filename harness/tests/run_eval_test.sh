@@ -6,7 +6,9 @@
 #   - a worker killed with SIGKILL mid-sweep: the sweep finishes, the job is `crashed`, exit 2
 #   - --timeout kills a slow job: `timeout`, exit 2
 #   - a tpu-mlir style .cfg (the seed's resnet18 keys) on an ImageFolder dataset runs and passes
-#   - --list, --markdown/--junit/--html files
+#   - --list, --markdown/--junit/--html files; --qat_model_path
+#   - run_eval report (HTML checked against the DB by reports/tests/html_check.py), compare
+#     (exit 1 on a regression), merge (idempotent), history
 # Usage: run_eval_test.sh RUN_EVAL QEVAL WORKDIR
 set -u
 RUN_EVAL=$1
@@ -106,6 +108,51 @@ check "warm rerun: baseline and quantized-model caches hit" \
 check "markdown written" grep -q "| lenet5_qat |" "$WORK/r.md"
 check "junit written with 4 jobs' testcases" test "$(grep -c '<testcase' "$WORK/r.xml")" -ge 4
 check "html written" grep -q "<svg" "$WORK/r.html"
+
+# --- report / compare / merge / history over the stored runs -----------------
+# pool2.db holds two runs of the same sweep (cold, warm).
+expect_ok "report --html" "$RUN_EVAL" report --db "$WORK/pool2.db" --html "$WORK/rep.html" --junit "$WORK/rep.xml"
+check "report: HTML well-formed, trend and layer points equal the DB" \
+  /usr/bin/python3 reports/tests/html_check.py "$WORK/rep.html" "$WORK/pool2.db" 2
+check "report: JUnit parsed back, testcase/failure/error counts equal the DB" /usr/bin/python3 - "$WORK/rep.xml" "$WORK/pool2.db" <<'PY'
+import sqlite3, sys, xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot().find("testsuite")
+cases = suite.findall("testcase")
+c = sqlite3.connect(sys.argv[2])
+run = c.execute("select max(id) from runs").fetchone()[0]
+gated, failed = c.execute("select count(*), sum(1 - m.pass) from metrics m join jobs j on m.job_id = j.id "
+                          "where j.run_id = ? and m.gated = 1", (run,)).fetchone()
+broken = c.execute("select count(*) from jobs where run_id = ? and status in ('error', 'crashed', 'timeout')",
+                   (run,)).fetchone()[0]
+got = (len(cases), sum(1 for t in cases if t.find("failure") is not None),
+       sum(1 for t in cases if t.find("error") is not None), int(suite.get("tests")), int(suite.get("failures")))
+want = (gated + broken, failed or 0, broken, gated + broken, failed or 0)
+print("junit", got, "db", want)
+sys.exit(0 if got == want and gated > 0 else 1)
+PY
+check "report: 4 trend plots" test "$(grep -o 'class="trend"' "$WORK/rep.html" | wc -l)" -eq 4
+check "report: diff against run 1" grep -q "Changes since run 1" "$WORK/rep.html"
+expect_ok "compare 1 2: no regression" "$RUN_EVAL" compare 1 2 --db "$WORK/pool2.db"
+check "compare: 0 regressions" grep -q "0 regression(s)" "$WORK/out"
+cp "$WORK/pool2.db" "$WORK/regressed.db"
+/usr/bin/python3 - "$WORK/regressed.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("update metrics set value = value - 10 where name = 'top1' and job_id in "
+          "(select id from jobs where run_id = 2 and job_key = 'lenet5_qat/bm1690/qat')")
+c.commit()
+PY
+"$RUN_EVAL" compare 1 latest --db "$WORK/regressed.db" >"$WORK/cmp.out" 2>&1
+rc=$?
+check "compare: a 10-point top-1 fall (5 allowed) exits 1 (rc=$rc)" test $rc -eq 1
+check "compare: names the regressed job and metric" grep -Eq "lenet5_qat/bm1690/qat +top1 .*REGRESSED" "$WORK/cmp.out"
+expect_ok "merge" "$RUN_EVAL" merge "$WORK/pool1.db" "$WORK/pool2.db" --into "$WORK/merged.db"
+expect_ok "merge again" "$RUN_EVAL" merge "$WORK/pool1.db" "$WORK/pool2.db" --into "$WORK/merged.db"
+check "merge: the same inputs twice add nothing" grep -q "0 run(s) added (0 job(s)), 2 already in" "$WORK/out"
+runs=$(/usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from runs').fetchone()[0])" "$WORK/merged.db")
+check "merge: 3 runs in the merged db ($runs)" test "$runs" -eq 3
+expect_ok "history" "$RUN_EVAL" history lenet5_qat --db "$WORK/merged.db"
+check "history: one row per run and chip (6)" test "$(grep -c 'lenet5_qat/' "$WORK/out")" -eq 6
 
 # --- --qat_model_path: evaluate an already quantized model ------------------
 # The qmodel the PTQ job cached, given back as a folder: the same program, so the same numbers.
