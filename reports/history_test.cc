@@ -223,7 +223,10 @@ TEST_F(HistoryTest, FourProcessesWriteTwoThousandJobs) {
     if (pid == 0) {
       int rc = 0;
       auto s = ResultStore::open(db);
-      if (!s.is_ok()) _exit(3);
+      if (!s.is_ok()) {
+        fprintf(stderr, "writer %d: %s\n", p, s.status().message().c_str());
+        _exit(3);
+      }
       RunInfo info;
       auto id = (*s)->begin_run(info);
       if (!id.is_ok()) _exit(4);

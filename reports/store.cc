@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iterator>
 #include <system_error>
+#include <thread>
 
 namespace qeval {
 
@@ -248,9 +249,19 @@ Result<std::unique_ptr<ResultStore>> ResultStore::open(const std::string& path) 
     if (rc != SQLITE_OK) return sql_error(db, rc, "cannot open");
     // Busy timeout first: switching to WAL and migrating may wait on other writers.
     sqlite3_busy_timeout(db, 30000);
-    QEVAL_RETURN_IF_ERROR(exec(db, "PRAGMA journal_mode=WAL"));
-    QEVAL_RETURN_IF_ERROR(exec(db, "PRAGMA foreign_keys=ON"));
-    return migrate(db);
+    // Switching a new file to WAL (and reading a schema another process is
+    // creating) can fail with SQLITE_BUSY without the busy handler being called
+    // (SQLite avoids a deadlock there), so those steps are retried for 30 s.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      Status step = exec(db, "PRAGMA journal_mode=WAL");
+      if (step.is_ok()) step = exec(db, "PRAGMA foreign_keys=ON");
+      if (step.is_ok()) step = migrate(db);
+      const int code = sqlite3_errcode(db) & 0xff;
+      const bool busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+      if (step.is_ok() || !busy || std::chrono::steady_clock::now() > deadline) return step;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }();
   if (!s.is_ok()) return s.with_context(path);
   return store;
