@@ -141,7 +141,7 @@ Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& s
 int exit_code_of(const std::vector<JobResult>& jobs) {
   bool failed = false;
   for (const auto& j : jobs) {
-    if (j.status == "error" || j.status == "crashed" || j.status == "timeout") return 2;
+    if (j.status == "error" || j.status == "crashed" || j.status == "timeout" || j.status == "interrupted") return 2;
     failed |= j.status == "fail";
   }
   return failed ? 1 : 0;

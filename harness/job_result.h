@@ -7,6 +7,7 @@
 //   error    the job could not run (bad cfg value, missing data, unsupported op)
 //   crashed  the worker died (signal) or exited without a result
 //   timeout  the worker ran past --timeout and was killed
+//   interrupted  stopped by Ctrl-C / SIGTERM before it finished (never stored; --resume reruns it)
 #pragma once
 
 #include <cstdint>

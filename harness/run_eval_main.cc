@@ -4,17 +4,22 @@
 // (cfg x chip x mode), runs each in its own worker process (this binary with
 // --worker), stores every result in SQLite and prints the table.
 // Exit: 0 all within tolerance, 1 a tolerance failed, 2 an error.
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <tbb/global_control.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "core/file_io.h"
 #include "harness/cfg.h"
@@ -40,6 +45,11 @@ int error(const std::string& msg) {
 }
 
 int worker_main(const std::string& spec_path, const std::string& out_path) {
+  // A worker dies with its parent (run_eval killed with SIGKILL): no orphan keeps
+  // writing into a job folder that `run_eval --resume` reuses.
+  const pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) return 2;
   auto text = read_file(spec_path);
   if (!text.is_ok()) return error(text.status().message());
   auto spec = job_spec_from_json(*text, spec_path);
@@ -93,7 +103,11 @@ bool write_reports(const std::string& markdown, const std::string& junit, const 
   return ok;
 }
 
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
 struct Flags {
+  int64_t resume = 0;
   std::vector<std::string> cfgs, chips;
   bool fast_test = false, qat_eval = false, list = false;
   int pool_size = 2, threads = 1;
@@ -149,11 +163,37 @@ Result<std::vector<JobSpec>> plan(const Flags& f, std::vector<ModelCfg>* cfgs_ou
   return specs;
 }
 
+// The plan of a run, kept in its folder so `--resume` reruns exactly its jobs.
+Status save_plan(const std::string& path, const std::vector<JobSpec>& specs) {
+  std::string text = "[\n";
+  for (size_t i = 0; i < specs.size(); ++i) text += (i ? ",\n" : "") + job_spec_to_json(specs[i]);
+  return write_file_atomic(path, text + "]\n");
+}
+
+Result<std::vector<JobSpec>> load_plan(const std::string& path) {
+  QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  std::vector<JobSpec> specs;
+  try {
+    for (const auto& j : nlohmann::json::parse(text)) {
+      QEVAL_ASSIGN_OR_RETURN(JobSpec s, job_spec_from_json(j.dump(), path));
+      specs.push_back(s);
+    }
+  } catch (const std::exception& e) {
+    return data_loss("{}: not a run plan: {}", path, first_line(e.what()));
+  }
+  return specs;
+}
+
 int run(const Flags& f, int argc, char** argv) {
   std::vector<ModelCfg> cfgs;
-  auto planned = plan(f, &cfgs);
-  if (!planned.is_ok()) return error(planned.status().message());
-  std::vector<JobSpec> specs = std::move(*planned);
+  std::vector<JobSpec> specs;
+  if (f.resume == 0) {
+    auto planned = plan(f, &cfgs);
+    if (!planned.is_ok()) return error(planned.status().message());
+    specs = std::move(*planned);
+  } else if (!f.cfgs.empty()) {
+    return error("--resume reruns a stored run's own plan; give no cfgs with it");
+  }
   if (f.list) {
     std::cout << fmt::format("{} job(s){}:\n", specs.size(), f.fast_test ? " (fast test)" : "");
     for (const JobSpec& s : specs) {
@@ -172,21 +212,54 @@ int run(const Flags& f, int argc, char** argv) {
   info.host = host;
   info.git_sha = QEVAL_GIT_SHA;
   info.fast_test = f.fast_test;
-  auto run_id = (*store)->begin_run(info);
-  if (!run_id.is_ok()) return error(run_id.status().message());
+  Result<int64_t> run_id = f.resume;
+  size_t already = 0;
+  if (f.resume > 0) {
+    auto old = (*store)->run(f.resume);
+    if (!old.is_ok()) return error(old.status().message());
+    info = *old;
+    const std::string plan_path = (fs::path(f.out_dir) / fmt::format("run-{}", f.resume) / "plan.json").string();
+    auto all = load_plan(plan_path);
+    if (!all.is_ok()) return error(all.status().message() + " (--out_dir must be the run's)");
+    auto done = (*store)->jobs(f.resume);
+    if (!done.is_ok()) return error(done.status().message());
+    std::set<std::string> finished;
+    for (const JobResult& j : *done) finished.insert(j.id);
+    for (const JobSpec& s : *all) {
+      if (!finished.count(s.id)) specs.push_back(s);
+    }
+    already = finished.size();
+    std::cerr << fmt::format("[run_eval] resuming run {}: {} job(s) stored, {} to run\n", f.resume, already,
+                             specs.size());
+  } else {
+    run_id = (*store)->begin_run(info);
+    if (!run_id.is_ok()) return error(run_id.status().message());
+  }
   const fs::path run_dir = fs::path(f.out_dir) / fmt::format("run-{}", *run_id);
-  for (JobSpec& s : specs) {
-    s.work_dir = fs::absolute(run_dir / safe(s.id)).string();
-    s.stage_file = (fs::path(s.work_dir) / "stage").string();
+  if (f.resume == 0) {
+    for (JobSpec& s : specs) {
+      s.work_dir = fs::absolute(run_dir / safe(s.id)).string();
+      s.stage_file = (fs::path(s.work_dir) / "stage").string();
+    }
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (Status s = save_plan((run_dir / "plan.json").string(), specs); !s.is_ok()) return error(s.message());
   }
   std::cerr << fmt::format("[run_eval] run {}: {} job(s), pool {}, {} thread(s) each{}; db {}; logs {}\n", *run_id,
                            specs.size(), f.pool_size, f.threads, f.fast_test ? ", fast test" : "", f.db,
                            run_dir.string());
+  // Ctrl-C / SIGTERM: stop the workers, keep what finished, mark the run interrupted.
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   RunnerOptions ro;
   ro.pool_size = f.pool_size;
   ro.timeout_s = f.timeout;
   ro.worker_exe = fs::read_symlink("/proc/self/exe").string();
   ro.tty = isatty(2);
+  ro.stop = &g_stop;
   Status store_error;
   ro.on_done = [&](const JobResult& done) {
     JobResult r = done;
@@ -204,12 +277,36 @@ int run(const Flags& f, int argc, char** argv) {
     std::cerr << "run_eval: error: results store: " << store_error.message() << "\n";
     code = 2;
   }
-  (void)(*store)->finish_run(*run_id, "done", code, seconds);
+  const bool interrupted = g_stop.load();
+  (void)(*store)->finish_run(*run_id, interrupted ? "interrupted" : "done", code, seconds);
+  if (f.resume > 0) {
+    // The table and reports cover the whole run: the jobs stored before too.
+    auto all = (*store)->jobs(*run_id);
+    if (all.is_ok()) {
+      for (const JobResult& r : results) {
+        if (r.status == "interrupted") all->push_back(r);
+      }
+      results = std::move(*all);
+      code = exit_code_of(results);
+      if (!store_error.is_ok()) code = 2;
+      (void)(*store)->finish_run(*run_id, interrupted ? "interrupted" : "done", code, seconds);
+    }
+  }
   std::cout << results_table_text(results);
+  // The table cuts messages; errors are worth reading whole.
+  for (const JobResult& r : results) {
+    if (r.status == "error" || r.status == "crashed" || r.status == "timeout") {
+      std::cout << fmt::format("{} {}: {}\n", r.id, r.status, r.message);
+    }
+  }
   int passed = 0, failed = 0, errors = 0;
   for (const auto& r : results) (r.status == "pass" ? passed : r.status == "fail" ? failed : errors)++;
   std::cout << fmt::format("{} job(s): {} passed, {} failed, {} error(s) in {:.0f}s; run {} in {}\n", results.size(),
                            passed, failed, errors, seconds, *run_id, f.db);
+  if (interrupted) {
+    std::cerr << fmt::format("run_eval: interrupted; finish it with: run_eval --resume {} --db {} --out_dir {}\n",
+                             *run_id, f.db, f.out_dir);
+  }
   auto info2 = (*store)->run(*run_id);
   const RunInfo& ri = info2.is_ok() ? *info2 : info;
   HtmlExtras extras;
@@ -370,6 +467,8 @@ int main(int argc, char** argv) {
   app.add_option("--markdown", f.markdown, "write a Markdown summary");
   app.add_option("--junit", f.junit, "write JUnit XML");
   app.add_flag("--list", f.list, "print the job plan and exit");
+  app.add_option("--resume", f.resume, "finish run ID: rerun the jobs of its plan that are not stored yet")
+      ->check(CLI::PositiveNumber);
   app.add_option("--timeout", f.timeout, "seconds per job before its worker is killed (0 = none)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--compare_count", f.compare_count, "samples of the per-layer comparison (default 4)")

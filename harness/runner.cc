@@ -74,10 +74,17 @@ class Pool {
     return s.is_ok() ? *s : "starting";
   }
 
+  bool stopping() const { return opts_.stop && opts_.stop->load(); }
+
   void run_one(size_t i) {
     const JobSpec& spec = specs_[i];
     Slot& slot = slots_[i];
     slot.start = Clock::now();
+    if (stopping()) {
+      results_[i] = failed(spec, "interrupted", "not started");
+      slot.state = 2;
+      return;
+    }
     slot.state = 1;
     JobResult r = spawn_and_wait(spec);
     r.seconds = std::chrono::duration<double>(Clock::now() - slot.start).count();
@@ -86,7 +93,7 @@ class Pool {
     std::lock_guard<std::mutex> l(mu_);
     ++done_;
     durations_ += r.seconds;
-    if (opts_.on_done) opts_.on_done(r);
+    if (opts_.on_done && r.status != "interrupted") opts_.on_done(r);
     print_line(fmt::format("[run_eval] {}/{} {} {} ({})", done_, specs_.size(), spec.id, upper(r.status),
                            duration_text(r.seconds)) +
                (r.message.empty() ? "" : ": " + r.message.substr(0, 160)));
@@ -146,12 +153,16 @@ class Pool {
     if (rc != 0) return failed(spec, "error", fmt::format("cannot start worker {}: {}", opts_.worker_exe, strerror(rc)));
 
     int status = 0;
-    bool timed_out = false;
+    bool timed_out = false, interrupted = false;
     const auto start = Clock::now();
     while (true) {
       const pid_t w = waitpid(pid, &status, WNOHANG);
       if (w == pid) break;
       if (w < 0 && errno != EINTR) return failed(spec, "crashed", fmt::format("waitpid: {}", strerror(errno)));
+      if (stopping() && !interrupted) {
+        interrupted = true;
+        ::kill(-pid, SIGKILL);
+      }
       if (opts_.timeout_s > 0 && !timed_out &&
           std::chrono::duration<double>(Clock::now() - start).count() > opts_.timeout_s) {
         timed_out = true;
@@ -160,6 +171,7 @@ class Pool {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     const std::vector<std::string> tail = tail_lines(log, 20);
+    if (interrupted) return failed(spec, "interrupted", "stopped by the user; run_eval --resume reruns it");
     if (timed_out) {
       JobResult r = failed(spec, "timeout",
                            fmt::format("killed after {} (--timeout {}); last stage: {}", duration_text(opts_.timeout_s),

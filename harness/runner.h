@@ -4,8 +4,11 @@
 // exits without a result is recorded as `crashed` (signal, last log lines); one
 // that runs past the timeout is killed (SIGKILL to its process group) and
 // recorded as `timeout`. The other jobs go on. Torch-free.
+// Jobs stopped by RunnerOptions::stop are "interrupted": not finished, not stored,
+// rerun by `run_eval --resume`.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -20,7 +23,11 @@ struct RunnerOptions {
   std::string worker_exe;      // the binary to run in worker mode
   bool tty = false;            // live progress line (\r) instead of plain lines
   // Called once per finished job, serialised (the results store writes here).
+  // Not called for jobs stopped by `stop`.
   std::function<void(const JobResult&)> on_done;
+  // Set (e.g. by a SIGINT handler) to stop: running workers are killed, waiting
+  // jobs are not started; both come back with status "interrupted".
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // The JobResult of each spec, in spec order. Each spec's work_dir receives

@@ -32,6 +32,13 @@ namespace {
 // Bump when quantization or lowering changes what a cached quantized model holds.
 constexpr const char* kQuantCodeVersion = "qeval-quant-1";
 
+// Prefixes a failed result's message with "CFG: FIELD" (errors name the file and the field).
+template <typename T>
+Result<T> in_field(Result<T> r, const std::string& cfg, const std::string& field) {
+  if (r.is_ok() || r.status().message().find(cfg) != std::string::npos) return r;  // already names the cfg
+  return r.status().with_context(fmt::format("{}: {}", cfg, field));
+}
+
 class Job {
  public:
   explicit Job(const JobSpec& s) : spec_(s), t0_(std::chrono::steady_clock::now()) {}
@@ -84,11 +91,12 @@ Status Job::load_fp32(JobResult& r) {
   if (!cfg_.model_path.empty()) {
     const std::string ext = fs::path(cfg_.model_path).extension().string();
     if (ext == ".qmodel") {
-      QEVAL_ASSIGN_OR_RETURN(fp32_, load_graph(cfg_.model_path));
+      QEVAL_ASSIGN_OR_RETURN(fp32_, in_field(load_graph(cfg_.model_path), cfg_.path, "model_path"));
     } else if (ext == ".onnx") {
-      QEVAL_ASSIGN_OR_RETURN(fp32_, import_onnx_file(cfg_.model_path));
+      QEVAL_ASSIGN_OR_RETURN(fp32_, in_field(import_onnx_file(cfg_.model_path), cfg_.path, "model_path"));
     } else if (ext == ".pt" || ext == ".pth") {
-      QEVAL_ASSIGN_OR_RETURN(fp32_, import_torchscript_file(cfg_.model_path, zoo_.input_shape));
+      QEVAL_ASSIGN_OR_RETURN(
+          fp32_, in_field(import_torchscript_file(cfg_.model_path, zoo_.input_shape), cfg_.path, "model_path"));
     } else {
       return invalid_argument("{}: model_path: {}: unknown model format (use .qmodel, .onnx or .pt)", cfg_.path,
                               cfg_.model_path);
@@ -144,7 +152,7 @@ Result<std::string> find_quantized_model(const std::string& list, const std::vec
       tried.push_back(p);
     }
   }
-  return not_found("qat_model_path: no quantized model found (tried {})", fmt::join(tried, ", "));
+  return not_found("no quantized model found (tried {})", fmt::join(tried, ", "));
 }
 
 // Lowers for the job's chip (a qmodel lowered for another profile is lowered again)
@@ -167,12 +175,13 @@ Status Job::quantize(JobResult& r) {
     stage("load quantized model");
     const std::string list = !spec_.qat_model_path.empty() ? spec_.qat_model_path : cfg_.qat_model_path;
     if (list.empty()) return invalid_argument("{}: qat_model_path is not set (cfg key or --qat_model_path)", cfg_.path);
-    QEVAL_ASSIGN_OR_RETURN(std::string path, find_quantized_model(list, {cfg_.name, zoo_.name}));
+    QEVAL_ASSIGN_OR_RETURN(std::string path,
+                           in_field(find_quantized_model(list, {cfg_.name, zoo_.name}), cfg_.path, "qat_model_path"));
     Graph g;
     if (fs::path(path).extension() == ".onnx") {
-      QEVAL_ASSIGN_OR_RETURN(g, import_onnx_file(path));
+      QEVAL_ASSIGN_OR_RETURN(g, in_field(import_onnx_file(path), cfg_.path, "qat_model_path"));
     } else {
-      QEVAL_ASSIGN_OR_RETURN(g, load_graph(path));
+      QEVAL_ASSIGN_OR_RETURN(g, in_field(load_graph(path), cfg_.path, "qat_model_path"));
     }
     auto prog = lower_for_job(g, profile_);
     if (!prog.is_ok()) return prog.status().with_context(path);
@@ -224,7 +233,7 @@ Status Job::quantize(JobResult& r) {
     const fs::path tmp = dir.string() + fmt::format(".tmp{}", ::getpid());
     fs::remove_all(tmp, ec);
     qo.out_dir = tmp.string();
-    QEVAL_ASSIGN_OR_RETURN(QuantizeResult q, quantize_zoo_model(zoo_, fp32_, qo));
+    QEVAL_ASSIGN_OR_RETURN(QuantizeResult q, in_field(quantize_zoo_model(zoo_, fp32_, qo), cfg_.path, "quantize"));
     fs::remove_all(tmp / "checkpoints", ec);
     fs::remove_all(dir, ec);
     fs::rename(tmp, dir, ec);
@@ -273,7 +282,7 @@ Status Job::load_eval_data() {
       return unsupported("{}: dataset: a folder dataset is read for classifiers (ImageFolder); {} scores its "
                          "synthetic scenes (leave dataset unset)", cfg_.path, zoo_.name);
     }
-    QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, scan_image_folder(cfg_.dataset));
+    QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, in_field(scan_image_folder(cfg_.dataset), cfg_.path, "dataset"));
     const int64_t total = static_cast<int64_t>(folder.samples.size());
     const int64_t count = n > 0 ? std::min(n, total) : total;
     std::vector<std::string> paths;
@@ -286,7 +295,7 @@ Status Job::load_eval_data() {
       return invalid_argument("{}: dataset: {} has {} classes, the model {}", cfg_.path, cfg_.dataset,
                               folder.class_names.size(), zoo_.num_classes);
     }
-    QEVAL_ASSIGN_OR_RETURN(Tensor x, load_and_preprocess(paths, *pc));
+    QEVAL_ASSIGN_OR_RETURN(Tensor x, in_field(load_and_preprocess(paths, *pc), cfg_.path, "dataset"));
     x_ = to_torch(x).to(torch::kFloat32);
     labels_ = torch::tensor(labels, torch::kInt64);
   } else {
@@ -302,7 +311,7 @@ Status Job::load_eval_data() {
     }
   }
   if (!cfg_.test_input.empty()) {
-    QEVAL_ASSIGN_OR_RETURN(Tensor t, load_and_preprocess({cfg_.test_input}, *pc));
+    QEVAL_ASSIGN_OR_RETURN(Tensor t, in_field(load_and_preprocess({cfg_.test_input}, *pc), cfg_.path, "test_input"));
     compare_x_ = to_torch(t).to(torch::kFloat32);
   } else {
     compare_x_ = x_.slice(0, 0, std::min<int64_t>(x_.size(0), std::max<int64_t>(1, spec_.compare_count)));
@@ -517,7 +526,7 @@ Status Job::run(JobResult& r) {
     return invalid_argument("{}: model: not set; name the zoo model (model: resnet8), whose training data "
                             "calibration and QAT use", cfg_.path);
   }
-  QEVAL_ASSIGN_OR_RETURN(zoo_, zoo_model(zoo_name));
+  QEVAL_ASSIGN_OR_RETURN(zoo_, in_field(zoo_model(zoo_name), cfg_.path, "model"));
   task_ = cfg_.task.empty() ? zoo_.task : cfg_.task;
   if (task_ != zoo_.task) {
     return invalid_argument("{}: task: {} but {} is a {} model", cfg_.path, task_, zoo_.name, zoo_.task);

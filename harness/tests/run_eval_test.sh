@@ -208,6 +208,53 @@ check "SIGKILL: killed job stored as crashed, signal 9" test "$(db_job "$WORK/ki
 check "SIGKILL: the other job finished and passed" test "$(db_job "$WORK/kill.db" lenet5_qat/bm1690/qat)" = "pass 0"
 check "SIGKILL: the table shows CRASHED" grep -q "CRASHED" "$WORK/kill.out"
 
+# --- run_eval itself SIGKILLed mid-sweep, then --resume -----------------------
+jobs_in() {  # jobs_in DB: rows in jobs (0 when the db does not exist yet)
+  /usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from jobs').fetchone()[0])" "$1" 2>/dev/null || echo 0
+}
+QEVAL_CACHE="$WORK/cache_resume" "$RUN_EVAL" --fast_test --pool_size 1 --db "$WORK/resume.db" \
+  --out_dir "$WORK/runsr" "$WORK/small.yaml" >"$WORK/resume1.out" 2>&1 &
+runner=$!
+for _ in $(seq 1 600); do [ "$(jobs_in "$WORK/resume.db")" -ge 1 ] && break; sleep 0.1; done
+kill -9 $runner
+wait $runner 2>/dev/null
+stored=$(jobs_in "$WORK/resume.db")
+check "resume: run_eval killed mid-sweep ($stored of 4 jobs stored)" test "$stored" -ge 1 -a "$stored" -lt 4
+# A worker still loading its libraries reaches its parent check a moment later.
+for _ in $(seq 1 100); do [ -z "$(pgrep -f -- "--worker .*runsr/")" ] && break; sleep 0.1; done
+check "resume: no worker outlives run_eval" test -z "$(pgrep -f -- "--worker .*runsr/")"
+QEVAL_CACHE="$WORK/cache_resume" "$RUN_EVAL" --resume 1 --db "$WORK/resume.db" --out_dir "$WORK/runsr" \
+  >"$WORK/resume2.out" 2>"$WORK/resume2.err"
+rc=$?
+check "resume: exit 0 (rc=$rc)" test $rc -eq 0
+check "resume: reran only the unfinished jobs" grep -q "resuming run 1: $stored job(s) stored, $((4 - stored)) to run" "$WORK/resume2.err"
+check "resume: every job exactly once, run done" test "$(/usr/bin/python3 - "$WORK/resume.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+keys = [k for (k,) in c.execute("select job_key from jobs where run_id = 1")]
+print(len(keys), len(set(keys)), c.execute("select status from runs where id = 1").fetchone()[0])
+PY
+)" = "4 4 done"
+db_metrics "$WORK/resume.db" >"$WORK/resume.metrics"
+check "resume: same metric values as an uninterrupted sweep" cmp -s "$WORK/pool1.metrics" "$WORK/resume.metrics"
+
+# --- Ctrl-C: workers stopped, run marked interrupted, resumable ---------------
+QEVAL_CACHE="$WORK/cache_int" "$RUN_EVAL" --fast_test --pool_size 2 --db "$WORK/int.db" \
+  --out_dir "$WORK/runsi" "$WORK/small.yaml" >"$WORK/int1.out" 2>"$WORK/int1.err" &
+runner=$!
+for _ in $(seq 1 300); do ls "$WORK"/runsi/run-1/*/stage >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 1
+kill -INT $runner
+wait $runner
+rc=$?
+check "Ctrl-C: exit 2 (rc=$rc)" test $rc -eq 2
+check "Ctrl-C: run marked interrupted" test "$(/usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select status from runs where id = 1').fetchone()[0])" "$WORK/int.db")" = interrupted
+check "Ctrl-C: says how to resume" grep -q "run_eval --resume 1" "$WORK/int1.err"
+check "Ctrl-C: no worker left" test -z "$(pgrep -f -- "--worker .*runsi/")"
+QEVAL_CACHE="$WORK/cache_int" "$RUN_EVAL" --resume 1 --db "$WORK/int.db" --out_dir "$WORK/runsi" >"$WORK/int2.out" 2>&1
+rc=$?
+check "Ctrl-C then --resume: exit 0 and 4 jobs (rc=$rc)" test $rc -eq 0 -a "$(jobs_in "$WORK/int.db")" -eq 4
+
 # --- timeout ----------------------------------------------------------------
 QEVAL_CACHE="$WORK/cache_timeout" "$RUN_EVAL" --fast_test --timeout 1 --db "$WORK/timeout.db" \
   --out_dir "$WORK/runst" "$WORK/lenet5_ptq.yaml" >"$WORK/timeout.out" 2>&1
