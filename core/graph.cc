@@ -87,6 +87,20 @@ const Tensor* Graph::find_constant(const std::string& n) const {
   return it == constants.end() ? nullptr : &it->second;
 }
 
+Status check_node_arity(const Node& n) {
+  const OpInfo& info = kOpInfo[static_cast<int>(n.op)];
+  const int nin = static_cast<int>(n.inputs.size());
+  if (nin < info.min_inputs || nin > info.max_inputs) {
+    return invalid_argument("{}: has {} inputs, {} takes {} to {}", n.describe(), nin, info.name, info.min_inputs,
+                            info.max_inputs);
+  }
+  for (int i = 0; i < info.min_inputs; ++i) {
+    if (n.inputs[i].empty()) return invalid_argument("{}: required input {} is missing", n.describe(), i);
+  }
+  if (n.outputs.empty() || n.outputs[0].empty()) return invalid_argument("{}: has no output", n.describe());
+  return Status::ok();
+}
+
 Status Graph::validate() const {
   std::set<std::string> defined(inputs.begin(), inputs.end());
   for (const auto& [name, t] : constants) defined.insert(name);
@@ -96,19 +110,10 @@ Status Graph::validate() const {
     if (!node_names.insert(n.name).second) {
       return invalid_argument("graph '{}': two nodes are named '{}'", name, n.name);
     }
-    const int nin = static_cast<int>(n.inputs.size());
-    if (nin < info.min_inputs || nin > info.max_inputs) {
-      return invalid_argument("{}: has {} inputs, {} takes {} to {}", n.describe(), nin, info.name,
-                              info.min_inputs, info.max_inputs);
-    }
+    QEVAL_RETURN_IF_ERROR(check_node_arity(n));
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const std::string& in = n.inputs[i];
-      if (in.empty()) {
-        if (static_cast<int>(i) < info.min_inputs) {
-          return invalid_argument("{}: required input {} is missing", n.describe(), i);
-        }
-        continue;
-      }
+      if (in.empty()) continue;
       if (!defined.count(in)) {
         return invalid_argument("{}: input '{}' is not produced by an earlier node, a graph "
                                 "input or a constant", n.describe(), in);

@@ -94,6 +94,9 @@ struct Graph {
 Result<std::vector<Shape>> infer_node_shapes(const Node& node, const std::vector<Shape>& inputs);
 
 // Serialisation.
+// Input count within the op's range, required inputs named, an output present
+// (part of Graph::validate; importers check each node before rewriting the graph).
+Status check_node_arity(const Node& n);
 Status save_graph(const Graph& g, const std::string& path);
 Result<Graph> load_graph(const std::string& path);
 Result<std::string> graph_to_bytes(const Graph& g);

@@ -66,7 +66,11 @@ int64_t dtype_max(DType t) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    // A corrupted file's dims can overflow int64 (found by fuzz_onnx): saturate, so
+    // size checks downstream fail instead of wrapping around.
+    if (__builtin_mul_overflow(n, d, &n)) return std::numeric_limits<int64_t>::max();
+  }
   return n;
 }
 

@@ -74,7 +74,8 @@ Result<QuantPlan> plan_quantization(const Graph& g, const QuantConfig& cfg, cons
   QEVAL_RETURN_IF_ERROR(check_names(cfg.float_layers, "float_layers"));
   QEVAL_RETURN_IF_ERROR(check_names(cfg.int16_layers, "int16_layers"));
   std::vector<std::string> bit_layers;
-  for (const auto& [l, b] : cfg.layer_bits) {
+  for (const auto& lb : cfg.layer_bits) {
+    const std::string& l = lb.first;  // a plain name: lambdas may not capture structured bindings (clang < 16)
     bit_layers.push_back(l);
     auto it = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.name == l; });
     if (it != g.nodes.end() && !is_layer(it->op)) {

@@ -33,6 +33,16 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p) {
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     return unsupported("tensor '{}' stores its data externally", p.name());
   }
+  // The elements the file holds bound the shape before anything is allocated: a
+  // corrupted dim must not become a 2^63-byte allocation (found by fuzz_onnx).
+  const int64_t want = shape_numel(shape);
+  const int64_t held = p.has_raw_data()
+                           ? static_cast<int64_t>(p.raw_data().size() / dtype_size(dt))
+                           : std::max<int64_t>({p.float_data_size(), p.int32_data_size(), p.int64_data_size(),
+                                                p.double_data_size(), p.uint64_data_size()});
+  if (want > held) {
+    return data_loss("tensor '{}' has shape {} ({} elements) but holds {}", p.name(), shape_str(shape), want, held);
+  }
   Tensor t(dt, shape);
   const int64_t n = t.numel();
   if (p.has_raw_data()) {
@@ -107,6 +117,9 @@ class Importer {
       }
     }
     for (const auto& out : gp.output()) g_.outputs.push_back(out.name());
+    // The rewrites below index node inputs; a node without its required ones is
+    // an error here, not a crash there (found by fuzz_onnx).
+    for (const Node& n : g_.nodes) QEVAL_RETURN_IF_ERROR(check_node_arity(n));
     if (opts_.fold_qdq) {
       drop_redundant_relu_clip();
       fold_qdq_groups();
@@ -275,6 +288,12 @@ class Importer {
     const std::string& op = n.op_type();
     if (!n.domain().empty() && n.domain() != "ai.onnx") {
       return unsupported("op domain '{}' is not supported", n.domain());
+    }
+    // Every op read here writes output 0 (DynamicQuantizeLinear outputs 0..2): a node
+    // without them is malformed, not a reason to index past the list (found by fuzz_onnx).
+    const int needed = op == "DynamicQuantizeLinear" ? 3 : 1;
+    if (n.output_size() < needed || n.output(0).empty()) {
+      return invalid_argument("{} node '{}' has {} output(s), needs {}", op, n.name(), n.output_size(), needed);
     }
     auto a = attrs(n);
     auto int_attr = [&](const char* k, int64_t def) { return a.count(k) ? a[k]->i() : def; };
