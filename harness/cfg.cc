@@ -101,24 +101,6 @@ Format format_of(const std::string& path) {
   return Format::kUnknown;
 }
 
-std::string unknown_key(const std::string& prefix, const std::string& key,
-                        const std::vector<std::string>& known) {
-  const std::string hint = did_you_mean(key, known);
-  if (!hint.empty()) return fmt::format("unknown key '{}{}' (did you mean '{}'?)", prefix, key, hint);
-  return fmt::format("unknown key '{}{}' (allowed: {})", prefix, key, join(known, ", "));
-}
-
-Status check_keys(const YAML::Node& map, const std::string& src, const std::string& prefix,
-                  const std::vector<std::string>& known) {
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    const std::string k = it->first.Scalar();
-    if (!contains(known, k)) {
-      return yaml::at(it->first, src, invalid_argument("{}", unknown_key(prefix, k, known)));
-    }
-  }
-  return Status::ok();
-}
-
 // yaml-cpp keeps both pairs of a repeated key (and lookups see the first): an error instead.
 Status check_duplicates(const YAML::Node& n, const std::string& src) {
   if (n.IsMap()) {
@@ -345,7 +327,7 @@ Status read_metric_tolerance(const YAML::Node& n, const std::string& src, Metric
     return yaml::at(n, src,
                     invalid_argument("metric_tolerance: expected a mapping ({})", join(kMetricKeys, ", ")));
   }
-  QEVAL_RETURN_IF_ERROR(check_keys(n, src, "metric_tolerance.", kMetricKeys));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(n, src, "metric_tolerance.", kMetricKeys));
   for (auto it = n.begin(); it != n.end(); ++it) {
     const std::string k = it->first.Scalar(), key = "metric_tolerance." + k;
     if (it->second.IsNull()) return yaml::at(it->first, src, invalid_argument("{}: no value", key));
@@ -403,7 +385,7 @@ Result<ModelCfg> read_model_cfg(const YAML::Node& root, const std::string& src) 
   if (!root || root.IsNull()) return c;
   if (!root.IsMap()) return yaml::at(root, src, invalid_argument("expected a mapping of cfg keys"));
   QEVAL_RETURN_IF_ERROR(check_duplicates(root, src));
-  QEVAL_RETURN_IF_ERROR(check_keys(root, src, "", kCfgKeys));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(root, src, "", kCfgKeys));
   const fs::path dir = absolute_dir(src);
   QEVAL_RETURN_IF_ERROR(expand_tree(root, src, "", dir.string()));
 
@@ -476,7 +458,7 @@ Result<ModelCfg> read_model_cfg(const YAML::Node& root, const std::string& src) 
 
 Result<std::vector<CfgEntry>> read_model_list(YAML::Node root, const std::string& src) {
   QEVAL_RETURN_IF_ERROR(check_duplicates(root, src));
-  QEVAL_RETURN_IF_ERROR(check_keys(root, src, "", kListKeys));
+  QEVAL_RETURN_IF_ERROR(yaml::check_keys(root, src, "", kListKeys));
   QEVAL_RETURN_IF_ERROR(expand_tree(root, src, "", absolute_dir(src).string()));
   const YAML::Node& list = root;
   std::vector<std::string> chips;
@@ -499,7 +481,7 @@ Result<std::vector<CfgEntry>> read_model_list(YAML::Node root, const std::string
     // A Node's operator= rebinds the node it shares with `e`: reset() instead.
     YAML::Node cfg = e;
     if (e.IsMap()) {
-      QEVAL_RETURN_IF_ERROR(check_keys(e, src, "models.", kEntryKeys));
+      QEVAL_RETURN_IF_ERROR(yaml::check_keys(e, src, "models.", kEntryKeys));
       if (!e["cfg"]) return yaml::at(e, src, invalid_argument("models: entry without a 'cfg' key"));
       cfg.reset(e["cfg"]);
       if (e["chip"]) {
@@ -526,27 +508,6 @@ Result<std::vector<CfgEntry>> read_model_list(YAML::Node root, const std::string
 
 }  // namespace
 
-std::string did_you_mean(const std::string& word, const std::vector<std::string>& known) {
-  const size_t limit = std::max<size_t>(2, word.size() / 3);
-  std::string best;
-  size_t best_d = limit + 1;
-  for (const auto& k : known) {
-    // Levenshtein distance, one row at a time.
-    std::vector<size_t> row(k.size() + 1);
-    for (size_t j = 0; j <= k.size(); ++j) row[j] = j;
-    for (size_t i = 1; i <= word.size(); ++i) {
-      size_t diag = row[0];
-      row[0] = i;
-      for (size_t j = 1; j <= k.size(); ++j) {
-        const size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (word[i - 1] == k[j - 1] ? 0 : 1)});
-        diag = up;
-      }
-    }
-    if (row[k.size()] < best_d) best_d = row[k.size()], best = k;  // strict: ties keep the first
-  }
-  return best;
-}
 
 Result<ModelCfg> parse_model_cfg(const std::string& text, const std::string& path) {
   const Format format = format_of(path);

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/text.h"  // did_you_mean
 #include "quant/qconfig.h"
 
 namespace qeval {
@@ -96,8 +97,5 @@ struct CfgEntry {
 // `models` key; otherwise it is a model cfg. Returns the entries in order.
 Result<std::vector<CfgEntry>> expand_cfg_argument(const std::string& path);
 
-// "Did you mean 'resize_dims'?" — the closest of `known` to `word` by edit
-// distance (at most 2 edits, or 1/3 of the word's length), else "".
-std::string did_you_mean(const std::string& word, const std::vector<std::string>& known);
 
 }  // namespace qeval

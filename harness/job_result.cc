@@ -138,6 +138,12 @@ Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& s
   }
 }
 
+std::string format_metric(const std::string& metric, double v, bool sign) {
+  if (std::isnan(v)) return "-";
+  const int d = metric.starts_with("top") ? 2 : 4;
+  return sign ? fmt::format("{:+.{}f}", v, d) : fmt::format("{:.{}f}", v, d);
+}
+
 int exit_code_of(const std::vector<JobResult>& jobs) {
   bool failed = false;
   for (const auto& j : jobs) {

@@ -87,6 +87,10 @@ std::string job_result_to_json(const JobResult& r);
 // `source` names the file in errors.
 Result<JobResult> job_result_from_json(const std::string& text, const std::string& source);
 
+// A metric value as every table prints it: top1/top5 (percent) with 2 decimals,
+// the rest (mAP, cos, euclid, SQNR) with 4; NaN as "-"; `sign` adds + to positives.
+std::string format_metric(const std::string& metric, double v, bool sign = false);
+
 // Exit code of a whole run (DESIGN.md): 2 if any job is error/crashed/timeout,
 // else 1 if any failed, else 0.
 int exit_code_of(const std::vector<JobResult>& jobs);

@@ -14,14 +14,15 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "core/file_io.h"
+#include "datasets/export.h"
 #include "harness/cfg.h"
 #include "harness/runner.h"
 #include "models/eval_job.h"
@@ -66,21 +67,6 @@ std::string file_hash(const std::string& path) {
   return bytes.is_ok() ? fmt::format("{:016x}", XXH64(bytes->data(), bytes->size(), 0)) : "";
 }
 
-std::string now_iso() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-std::string safe(const std::string& id) {
-  std::string s = id;
-  for (char& c : s) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
-  }
-  return s;
-}
-
 // Writes the requested report files; false (after a message) when one cannot be written.
 bool write_reports(const std::string& markdown, const std::string& junit, const std::string& html, const RunInfo& ri,
                    const std::vector<JobResult>& results, const HtmlExtras& extras) {
@@ -117,7 +103,7 @@ struct Flags {
 };
 
 // One job per (cfg x chip x mode); every cfg and chip is checked before any job runs.
-Result<std::vector<JobSpec>> plan(const Flags& f, std::vector<ModelCfg>* cfgs_out) {
+Result<std::vector<JobSpec>> plan(const Flags& f) {
   std::vector<JobSpec> specs;
   std::set<std::string> ids;
   for (const std::string& arg : f.cfgs) {
@@ -156,7 +142,6 @@ Result<std::vector<JobSpec>> plan(const Flags& f, std::vector<ModelCfg>* cfgs_ou
         s.compare_count = f.compare_count;
         specs.push_back(s);
       }
-      cfgs_out->push_back(cfg);
     }
   }
   if (specs.empty()) return invalid_argument("no jobs: give model cfgs or model lists");
@@ -185,10 +170,9 @@ Result<std::vector<JobSpec>> load_plan(const std::string& path) {
 }
 
 int run(const Flags& f, int argc, char** argv) {
-  std::vector<ModelCfg> cfgs;
   std::vector<JobSpec> specs;
   if (f.resume == 0) {
-    auto planned = plan(f, &cfgs);
+    auto planned = plan(f);
     if (!planned.is_ok()) return error(planned.status().message());
     specs = std::move(*planned);
   } else if (!f.cfgs.empty()) {
@@ -205,7 +189,6 @@ int run(const Flags& f, int argc, char** argv) {
   auto store = ResultStore::open(f.db);
   if (!store.is_ok()) return error(store.status().message());
   RunInfo info;
-  info.started = now_iso();
   for (int i = 0; i < argc; ++i) info.command += (i ? " " : "") + std::string(argv[i]);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -238,7 +221,7 @@ int run(const Flags& f, int argc, char** argv) {
   const fs::path run_dir = fs::path(f.out_dir) / fmt::format("run-{}", *run_id);
   if (f.resume == 0) {
     for (JobSpec& s : specs) {
-      s.work_dir = fs::absolute(run_dir / safe(s.id)).string();
+      s.work_dir = fs::absolute(run_dir / file_safe_name(s.id)).string();
       s.stage_file = (fs::path(s.work_dir) / "stage").string();
     }
     std::error_code ec;
@@ -261,11 +244,17 @@ int run(const Flags& f, int argc, char** argv) {
   ro.tty = isatty(2);
   ro.stop = &g_stop;
   Status store_error;
-  ro.on_done = [&](const JobResult& done) {
+  // Jobs share cfgs and baselines: each file is hashed once per run.
+  std::map<std::string, std::string> hashes;
+  auto hash_of = [&](const std::string& path) {
+    auto it = hashes.find(path);
+    return it != hashes.end() ? it->second : hashes[path] = file_hash(path);
+  };
+  ro.on_done = [&](const JobResult& done) {  // serialised by the runner
     JobResult r = done;
-    r.cfg_hash = file_hash(r.cfg_path);
+    r.cfg_hash = hash_of(r.cfg_path);
     for (const auto& [kind, path] : r.artifacts) {
-      if (kind != "log") r.artifact_hashes[kind] = file_hash(path);
+      if (kind != "log") r.artifact_hashes[kind] = hash_of(path);
     }
     if (Status s = (*store)->add_job(*run_id, r); !s.is_ok() && store_error.is_ok()) store_error = s;
   };
@@ -278,20 +267,18 @@ int run(const Flags& f, int argc, char** argv) {
     code = 2;
   }
   const bool interrupted = g_stop.load();
-  (void)(*store)->finish_run(*run_id, interrupted ? "interrupted" : "done", code, seconds);
   if (f.resume > 0) {
-    // The table and reports cover the whole run: the jobs stored before too.
+    // The table, reports and exit code cover the whole run: the jobs stored before too.
     auto all = (*store)->jobs(*run_id);
     if (all.is_ok()) {
       for (const JobResult& r : results) {
         if (r.status == "interrupted") all->push_back(r);
       }
       results = std::move(*all);
-      code = exit_code_of(results);
-      if (!store_error.is_ok()) code = 2;
-      (void)(*store)->finish_run(*run_id, interrupted ? "interrupted" : "done", code, seconds);
+      code = store_error.is_ok() ? exit_code_of(results) : 2;
     }
   }
+  (void)(*store)->finish_run(*run_id, interrupted ? "interrupted" : "done", code, seconds);
   std::cout << results_table_text(results);
   // The table cuts messages; errors are worth reading whole.
   for (const JobResult& r : results) {
@@ -337,11 +324,6 @@ Result<int64_t> run_id_of(const ResultStore& store, const std::string& id) {
   } catch (const std::exception&) {
   }
   return invalid_argument("run '{}': give a run id or 'latest'", id);
-}
-
-std::string num(double v, const std::string& metric) {
-  if (!std::isfinite(v)) return "-";
-  return metric.starts_with("top") ? fmt::format("{:.2f}", v) : fmt::format("{:.4f}", v);
 }
 
 struct ReportFlags {
@@ -401,7 +383,7 @@ int compare_main(const std::string& db, const std::string& a, const std::string&
   for (const MetricDiff& d : *diff) {
     regressions += d.regressed;
     std::cout << fmt::format("{:<36} {:<18} {:>9} {:>9} {:>9}  {:<6} {:<6} {}\n", d.job_key, d.metric,
-                             num(d.before, d.metric), num(d.after, d.metric),
+                             format_metric(d.metric, d.before), format_metric(d.metric, d.after),
                              std::isfinite(d.delta) ? fmt::format("{:+.4f}", d.delta) : "-", d.before_status,
                              d.after_status, d.regressed ? "REGRESSED: " + d.rule : "");
   }
@@ -434,7 +416,7 @@ int history_main(const std::string& db, const std::string& model, const std::str
     const std::string& m = h.metric;
     const bool has = std::isfinite(h.int8);
     std::cout << fmt::format("{:>5}  {:<20}  {:<36} {:>9} {:>9} {:>9}  {}\n", h.run_id, h.started, h.job_key,
-                             num(h.fp32, m), num(h.int8, m),
+                             format_metric(m, h.fp32), format_metric(m, h.int8),
                              has && std::isfinite(h.fp32) ? fmt::format("{:+.4f}", h.int8 - h.fp32) : "-",
                              has ? (h.pass ? "PASS" : "FAIL") : h.status);
   }

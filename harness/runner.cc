@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "core/file_io.h"
+#include "core/text.h"
 
 extern char** environ;
 
@@ -30,11 +31,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string duration_text(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
-}
 
 struct Slot {
   std::atomic<int> state{0};  // 0 waiting, 1 running, 2 done
@@ -69,11 +65,6 @@ class Pool {
   }
 
  private:
-  std::string stage_of(size_t i) {
-    auto s = read_file(specs_[i].stage_file);
-    return s.is_ok() ? *s : "starting";
-  }
-
   bool stopping() const { return opts_.stop && opts_.stop->load(); }
 
   void run_one(size_t i) {
@@ -94,15 +85,11 @@ class Pool {
     ++done_;
     durations_ += r.seconds;
     if (opts_.on_done && r.status != "interrupted") opts_.on_done(r);
-    print_line(fmt::format("[run_eval] {}/{} {} {} ({})", done_, specs_.size(), spec.id, upper(r.status),
-                           duration_text(r.seconds)) +
+    print_line(fmt::format("[run_eval] {}/{} {} {} ({})", done_, specs_.size(), spec.id, to_upper(r.status),
+                           format_duration(r.seconds)) +
                (r.message.empty() ? "" : ": " + r.message.substr(0, 160)));
   }
 
-  static std::string upper(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-  }
 
   // Under mu_. On a TTY the progress line is redrawn after it.
   void print_line(const std::string& s) {
@@ -174,8 +161,8 @@ class Pool {
     if (interrupted) return failed(spec, "interrupted", "stopped by the user; run_eval --resume reruns it");
     if (timed_out) {
       JobResult r = failed(spec, "timeout",
-                           fmt::format("killed after {} (--timeout {}); last stage: {}", duration_text(opts_.timeout_s),
-                                       opts_.timeout_s, stage_of_spec(spec)));
+                           fmt::format("killed after {} (--timeout {}); last stage: {}", format_duration(opts_.timeout_s),
+                                       opts_.timeout_s, stage_of(spec)));
       r.log_tail = tail;
       r.artifacts["log"] = log;
       return r;
@@ -184,7 +171,7 @@ class Pool {
       const int sig = WTERMSIG(status);
       JobResult r = failed(spec, "crashed",
                            fmt::format("worker killed by signal {} ({}) during: {}", sig, strsignal(sig),
-                                       stage_of_spec(spec)));
+                                       stage_of(spec)));
       r.signal = sig;
       r.log_tail = tail;
       r.artifacts["log"] = log;
@@ -194,7 +181,7 @@ class Pool {
     if (!text.is_ok()) {
       JobResult r = failed(spec, "crashed",
                            fmt::format("worker exited with code {} without a result during: {}",
-                                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, stage_of_spec(spec)));
+                                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, stage_of(spec)));
       r.log_tail = tail;
       r.artifacts["log"] = log;
       return r;
@@ -206,7 +193,8 @@ class Pool {
     return *res;
   }
 
-  static std::string stage_of_spec(const JobSpec& spec) {
+  // What the worker last wrote into its stage file ("start-up" before its first write).
+  static std::string stage_of(const JobSpec& spec) {
     auto s = read_file(spec.stage_file);
     return s.is_ok() ? *s : "start-up";
   }
@@ -221,22 +209,22 @@ class Pool {
       if (done_ > 0) {
         const double per = durations_ / done_;
         const size_t left = specs_.size() - done_;
-        eta = duration_text(per * left / std::max(1, opts_.pool_size));
+        eta = format_duration(per * left / std::max(1, opts_.pool_size));
       }
       std::string running;
       for (size_t i = 0; i < specs_.size(); ++i) {
         if (slots_[i].state != 1) continue;
-        const std::string st = stage_of(i);
+        const std::string st = stage_of(specs_[i]);
         if (opts_.tty) {
           running += fmt::format(" | {}: {}", specs_[i].id, st.substr(0, 40));
         } else if (st != slots_[i].last_stage) {
           slots_[i].last_stage = st;
-          std::cerr << fmt::format("[run_eval] {} {}: {}\n", duration_text(el), specs_[i].id, st);
+          std::cerr << fmt::format("[run_eval] {} {}: {}\n", format_duration(el), specs_[i].id, st);
         }
       }
       if (opts_.tty) {
         std::cerr << fmt::format("\r\033[K[run_eval] {}/{} done, {} elapsed, ETA {}{}", done_, specs_.size(),
-                                 duration_text(el), eta, running)
+                                 format_duration(el), eta, running)
                   << std::flush;
       }
     }

@@ -49,6 +49,7 @@ class Job {
   Status load_fp32(JobResult& r);
   Status quantize(JobResult& r);
   Status load_eval_data();
+  Status make_models();
   Status evaluate(JobResult& r);
   Status compare_layers(JobResult& r);
   void gate(JobResult& r);
@@ -59,6 +60,9 @@ class Job {
   ZooModel zoo_;
   ChipProfile profile_;
   Graph fp32_, program_;
+  // Built once from fp32_ / program_, used by evaluate() and compare_layers().
+  std::unique_ptr<GraphModule> fp32_module_;
+  std::optional<Executor> simulator_;
   std::string task_;
   // Evaluation data.
   torch::Tensor x_, labels_, compare_x_;
@@ -155,21 +159,6 @@ Result<std::string> find_quantized_model(const std::string& list, const std::vec
   return not_found("no quantized model found (tried {})", fmt::join(tried, ", "));
 }
 
-// Lowers for the job's chip (a qmodel lowered for another profile is lowered again)
-// and frees the batch dimension.
-Result<Graph> lower_for_job(Graph g, const ChipProfile& p) {
-  for (const std::string& in : g.inputs) {  // shapes are inferred for batch 1
-    ValueInfo& vi = g.value(in);
-    if (!vi.shape.empty() && vi.shape[0] < 0) vi.shape[0] = 1;
-  }
-  QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_graph(std::move(g), p));
-  for (const std::string& in : prog.inputs) {
-    ValueInfo& vi = prog.value(in);
-    if (!vi.shape.empty()) vi.shape[0] = -1;
-  }
-  return prog;
-}
-
 Status Job::quantize(JobResult& r) {
   if (spec_.mode == "qat_model") {
     stage("load quantized model");
@@ -183,7 +172,7 @@ Status Job::quantize(JobResult& r) {
     } else {
       QEVAL_ASSIGN_OR_RETURN(g, in_field(load_graph(path), cfg_.path, "qat_model_path"));
     }
-    auto prog = lower_for_job(g, profile_);
+    auto prog = lower_batch_free(std::move(g), profile_);
     if (!prog.is_ok()) return prog.status().with_context(path);
     program_ = std::move(*prog);
     r.artifacts["qmodel"] = path;
@@ -339,26 +328,36 @@ torch::Tensor dequantized(const Graph& prog, const std::string& name, const Tens
   return (v - z) * s;
 }
 
+Status Job::make_models() {
+  if (!fp32_module_) {
+    QEVAL_ASSIGN_OR_RETURN(fp32_module_, GraphModule::create(fp32_));
+    fp32_module_->train(false);
+  }
+  if (!simulator_) {
+    QEVAL_ASSIGN_OR_RETURN(Executor ex, Executor::create(program_, profile_));
+    simulator_.emplace(std::move(ex));
+  }
+  return Status::ok();
+}
+
 Status Job::evaluate(JobResult& r) {
   const int64_t n = x_.size(0);
   const int64_t bs = spec_.batch_size > 0 ? spec_.batch_size : 100;
   stage(fmt::format("fp32 inference ({} samples)", n));
-  QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32_));
-  fm->train(false);
+  QEVAL_RETURN_IF_ERROR(make_models());
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> f, q;
   for (int64_t b = 0; b < n; b += bs) {
-    QEVAL_ASSIGN_OR_RETURN(auto out, fm->forward({x_.slice(0, b, std::min(n, b + bs))}));
+    QEVAL_ASSIGN_OR_RETURN(auto out, fp32_module_->forward({x_.slice(0, b, std::min(n, b + bs))}));
     f.push_back(out.at(0));
   }
   out_fp32_ = torch::cat(f);
-  QEVAL_ASSIGN_OR_RETURN(Executor ex, Executor::create(program_, profile_));
   const std::string in = program_.inputs.at(0), out = program_.outputs.at(0);
   const auto ts = std::chrono::steady_clock::now();
   for (int64_t b = 0; b < n; b += bs) {
     stage(fmt::format("simulator {}/{}", b, n));
     QEVAL_ASSIGN_OR_RETURN(Tensor xt, from_torch(x_.slice(0, b, std::min(n, b + bs)).contiguous()));
-    QEVAL_ASSIGN_OR_RETURN(auto env, ex.run({{in, xt}}));
+    QEVAL_ASSIGN_OR_RETURN(auto env, simulator_->run({{in, xt}}));
     q.push_back(dequantized(program_, out, env.at(out)));
   }
   out_int8_ = torch::cat(q);
@@ -397,15 +396,13 @@ Status Job::evaluate(JobResult& r) {
 // (a folded Conv+BN+ReLU's output carries the name of the value it replaces).
 Status Job::compare_layers(JobResult& r) {
   stage("per-layer comparison");
-  QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32_));
-  fm->train(false);
+  QEVAL_RETURN_IF_ERROR(make_models());
   torch::NoGradGuard ng;
-  QEVAL_ASSIGN_OR_RETURN(auto fenv, fm->forward_all({compare_x_}));
-  QEVAL_ASSIGN_OR_RETURN(Executor ex, Executor::create(program_, profile_));
+  QEVAL_ASSIGN_OR_RETURN(auto fenv, fp32_module_->forward_all({compare_x_}));
   QEVAL_ASSIGN_OR_RETURN(Tensor xt, from_torch(compare_x_.contiguous()));
   RunOptions ro;
   ro.keep_intermediates = true;
-  QEVAL_ASSIGN_OR_RETURN(auto senv, ex.run({{program_.inputs.at(0), xt}}, ro));
+  QEVAL_ASSIGN_OR_RETURN(auto senv, simulator_->run({{program_.inputs.at(0), xt}}, ro));
   // A value whose only readers are clamping activations (Relu/Relu6/Clip) with the
   // same QuantParams shares their quantizer: with asymmetric activations it already
   // holds the clamped range, so it is compared at the activation's output instead.
@@ -457,10 +454,6 @@ Status Job::compare_layers(JobResult& r) {
   return Status::ok();
 }
 
-std::string fmt_value(const std::string& name, double v) {
-  return name.starts_with("top") ? fmt::format("{:.2f}", v) : fmt::format("{:.4f}", v);
-}
-
 void Job::gate(JobResult& r) {
   const MetricTolerance& t = cfg_.metric_tolerance;
   std::vector<std::string> failures;
@@ -468,7 +461,7 @@ void Job::gate(JobResult& r) {
     m.gated = true;
     m.tolerance = rule;
     m.pass = pass && std::isfinite(m.value);
-    if (!m.pass) failures.push_back(fmt::format("{} {} ({})", m.name, fmt_value(m.name, m.value), rule));
+    if (!m.pass) failures.push_back(fmt::format("{} {} ({})", m.name, format_metric(m.name, m.value), rule));
   };
   for (MetricResult& m : r.metrics) {
     const double drop = m.baseline - m.value;

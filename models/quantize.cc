@@ -46,18 +46,23 @@ Status calibrate(QatModule& m, const torch::Tensor& x, int64_t count) {
   return m.enable_quantization();
 }
 
-// Lowered for batch 1, then the input's batch dimension is freed, so the
-// simulator (and `qeval sim`) runs any batch size; lowering's parameters do
-// not depend on it.
-Result<Graph> lower_for(const Graph& quantized, const ChipProfile& p) {
-  auto g = lower_graph(quantized, p);
-  if (!g.is_ok()) return g.status().with_context("lowering for " + p.name);
-  for (const std::string& in : g->inputs) {
-    ValueInfo& vi = g->value(in);
+}  // namespace
+
+Result<Graph> lower_batch_free(Graph g, const ChipProfile& p) {
+  for (const std::string& in : g.inputs) {  // shapes are inferred for batch 1
+    ValueInfo& vi = g.value(in);
+    if (!vi.shape.empty() && vi.shape[0] < 0) vi.shape[0] = 1;
+  }
+  auto prog = lower_graph(std::move(g), p);
+  if (!prog.is_ok()) return prog.status().with_context("lowering for " + p.name);
+  for (const std::string& in : prog->inputs) {
+    ValueInfo& vi = prog->value(in);
     if (!vi.shape.empty()) vi.shape[0] = -1;
   }
-  return g;
+  return prog;
 }
+
+namespace {
 
 // The simulator's name for the integer value of QAT owner `v`.
 std::string sim_name(const Graph& program, const std::string& v) {
@@ -238,7 +243,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   // PTQ: the calibrated model as deployed.
   {
     QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
-    QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_for(q, profile));
+    QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_batch_free(q, profile));
     if (opts.score_ptq && opts.evaluate) {
       QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, nullptr, opts.progress, "ptq"));
       res.ptq_sim = p.eval;
@@ -322,7 +327,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
 
   QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
   if (opts.evaluate) q.metadata["fp32_top1"] = fmt::format("{:.4f}", res.fp32.top1);
-  QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_for(q, profile));
+  QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_batch_free(q, profile));
   if (opts.evaluate) {
     QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, opts.compare ? qat.get() : nullptr,
                                                opts.progress, res.did_qat ? "qat" : "final"));

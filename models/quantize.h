@@ -60,6 +60,11 @@ struct QuantizeResult {
 
 Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp32, const QuantizeOptions& opts);
 
+// Lowers a quantized graph (or a qmodel lowered for another profile) for `p` at
+// batch 1, then frees the inputs' batch dimension: the simulator and `qeval sim`
+// run any batch size, and lowering's parameters do not depend on it.
+Result<Graph> lower_batch_free(Graph quantized, const ChipProfile& p);
+
 // summary.json text of a result.
 std::string quantize_summary_json(const QuantizeResult& r);
 

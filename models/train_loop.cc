@@ -37,11 +37,6 @@ double scheduled_lr(const TrainRecipe& r, int64_t t, int64_t total) {
   return cos_anneal(r.peak_lr, end, (t - warm) / std::max(1.0, total - warm));
 }
 
-std::string format_duration(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
-}
-
 namespace {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,

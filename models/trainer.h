@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "core/text.h"  // format_duration
 #include "models/zoo.h"
 
 namespace qeval {
@@ -41,8 +42,6 @@ struct TrainResult {
   int first_epoch = 0;  // > 0 when resumed
 };
 
-// "7m12s" or "45s", as the progress line and the CLI print durations.
-std::string format_duration(double seconds);
 
 Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& opts);
 

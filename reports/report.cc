@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/text.h"
+
 namespace qeval {
 
 namespace {
@@ -37,18 +39,7 @@ std::string truncate(std::string s, size_t n) {
   return s.substr(0, i) + "...";
 }
 
-std::string upper(std::string s) {
-  for (char& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // top1 / top5 are percentages (2 decimals); mAP, cos, euclid live in 0..1 (4 decimals).
-std::string number(double v, const std::string& metric, bool sign = false) {
-  if (std::isnan(v)) return "-";
-  const int d = metric.starts_with("top") ? 2 : 4;
-  return sign ? fmt::format("{:+.{}f}", v, d) : fmt::format("{:.{}f}", v, d);
-}
-
 // The summary rows shared by every writer.
 std::vector<Cells> summary_rows(const std::vector<JobResult>& jobs) {
   std::vector<Cells> rows;
@@ -59,15 +50,16 @@ std::vector<Cells> summary_rows(const std::vector<JobResult>& jobs) {
       for (const MetricResult& m : j.metrics) {
         any_gated |= m.gated;
         if (!m.gated && m.name != primary) continue;
-        rows.push_back({j.model, j.chip, j.mode, m.name, number(m.baseline, m.name), number(m.value, m.name),
-                        number(m.delta, m.name, true), m.gated ? m.tolerance : "-",
+        rows.push_back({j.model, j.chip, j.mode, m.name, format_metric(m.name, m.baseline),
+                        format_metric(m.name, m.value),
+                        format_metric(m.name, m.delta, true), m.gated ? m.tolerance : "-",
                         m.gated ? (m.pass ? "PASS" : "FAIL") : "-"});
       }
     }
     // A job that did not run, or has nothing gated: its status and why.
     if (is_broken(j) || !any_gated) {
       rows.push_back({j.model, j.chip, j.mode, "-", "-", "-", "-", truncate(j.message, kMessageWidth),
-                      upper(j.status)});
+                      to_upper(j.status)});
     }
   }
   return rows;
@@ -222,8 +214,8 @@ std::string results_junit(const RunInfo& run, const std::vector<JobResult>& jobs
       }
       ++failures;
       const std::string what =
-          fmt::format("{}: int8 {} vs fp32 {} (delta {}), tolerance {}", m.name, number(m.value, m.name),
-                      number(m.baseline, m.name), number(m.delta, m.name, true), m.tolerance);
+          fmt::format("{}: int8 {} vs fp32 {} (delta {}), tolerance {}", m.name, format_metric(m.name, m.value),
+                      format_metric(m.name, m.baseline), format_metric(m.name, m.delta, true), m.tolerance);
       cases += fmt::format(
           ">\n      <failure type=\"tolerance\" message=\"{}\">{}</failure>\n    </testcase>\n",
           escape_xml(what), escape_xml(j.message));
@@ -291,7 +283,7 @@ std::string cos_chart(const JobResult& j) {
     if (!std::isnan(l.cos)) {  // NaN: not measured, no bar
       // data-value holds the exact value (shortest round-trip form) for tools and tests.
       const std::string tip = fmt::format("{} ({}): cos {:.6f}, euclid {}, sqnr {:.1f} dB, max LSB {}",
-                                          l.name, l.op, l.cos, number(l.euclid, "euclid"), l.sqnr, l.max_lsb);
+                                          l.name, l.op, l.cos, format_metric("euclid", l.euclid), l.sqnr, l.max_lsb);
       s += fmt::format(
           "<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\" data-idx=\"{}\" "
           "data-layer=\"{}\" data-value=\"{}\"><title>{}</title></rect>",
@@ -299,7 +291,7 @@ std::string cos_chart(const JobResult& j) {
           escape_html(l.name), l.cos, escape_html(tip));
     }
     s += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", kLabelW + kBarW + 6, y + kRowH - 4,
-                     number(l.cos, "cos"));
+                     format_metric("cos", l.cos));
   }
   return s + "</svg>\n";
 }
@@ -407,7 +399,7 @@ std::string trend_plot(const Trend& t) {
                       name, v);
       const std::string tip = fmt::format("run {}{}: {} {}", p.run_id,
                                           p.started.empty() ? "" : " " + p.started, name,
-                                          number(v, t.metric));
+                                          format_metric(t.metric, v));
       s += dashed ? fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"7\" height=\"7\" {}>", x(i) - 3.5,
                                 y(v) - 3.5, attrs)
                   : fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" {}>", x(i), y(v), attrs);
@@ -432,7 +424,7 @@ std::string trend_plot(const Trend& t) {
 
 // The class of a status cell: PASS green, FAIL red, anything that did not run orange.
 std::string status_class(const std::string& status) {
-  const std::string u = upper(status);
+  const std::string u = to_upper(status);
   if (u == "PASS") return "pass";
   if (u == "FAIL") return "fail";
   return u == "ERROR" || u == "CRASHED" || u == "TIMEOUT" ? "error" : "";
@@ -450,15 +442,15 @@ std::string diff_section(const HtmlExtras& x) {
   auto status_cell = [](const std::string& st) {
     const std::string cls = status_class(st);
     return fmt::format("<td{}>{}</td>", cls.empty() ? "" : " class=\"" + cls + "\"",
-                       st.empty() ? "-" : escape_html(upper(st)));
+                       st.empty() ? "-" : escape_html(to_upper(st)));
   };
   for (const MetricDiff* d : rows) {
     h += d->regressed ? "<tr class=\"regressed\">" : "<tr>";
     h += fmt::format("<td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
                      "<td class=\"num\">{}</td>",
                      escape_html(d->job_key), escape_html(d->metric.empty() ? "-" : d->metric),
-                     number(d->before, d->metric), number(d->after, d->metric),
-                     number(d->delta, d->metric, true));
+                     format_metric(d->metric, d->before), format_metric(d->metric, d->after),
+                     format_metric(d->metric, d->delta, true));
     h += status_cell(d->before_status) + status_cell(d->after_status);
     h += fmt::format("<td>{}</td></tr>\n", escape_html(d->rule));
   }
@@ -530,7 +522,7 @@ std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs,
 
   for (const JobResult& j : jobs) {
     h += fmt::format("<h2>{}</h2>\n<p>{}{} &middot; {} samples &middot; {:.1f} s</p>\n", escape_html(j.id),
-                     escape_html(upper(j.status)), j.message.empty() ? "" : ": " + escape_html(j.message),
+                     escape_html(to_upper(j.status)), j.message.empty() ? "" : ": " + escape_html(j.message),
                      j.samples, std::isfinite(j.seconds) ? j.seconds : 0.0);
     if (!j.log_tail.empty()) {
       h += fmt::format("<details><summary>log tail</summary><pre>{}</pre></details>\n",

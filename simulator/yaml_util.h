@@ -1,14 +1,17 @@
 // Reading YAML config files with errors that name the file, the line and the key:
-// "bm1690.yaml:7: unknown key 'weights.bitz' (allowed: bits, dtype, ...)".
-// Shared by chip profiles (simulator/profile.cc) and quant configs (quant/qconfig.cc).
+// "bm1690.yaml:7: unknown key 'weights.bitz' (did you mean 'bits'?)".
+// Shared by chip profiles (simulator/profile.cc), quant configs (quant/qconfig.cc) and
+// run_eval cfgs (harness/cfg.cc).
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
-#include <set>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
+#include "core/text.h"
 
 namespace qeval::yaml {
 
@@ -26,15 +29,20 @@ inline Result<YAML::Node> load(const std::string& text, const std::string& sourc
 }
 
 // Every key of mapping `n` must be in `allowed`; `where` prefixes key names ("weights.").
+// An unknown key names the closest allowed one, else lists them in the given order:
+//   "bm1690.yaml:7: unknown key 'weights.bitz' (did you mean 'bits'?)".
 inline Status check_keys(const YAML::Node& n, const std::string& source, const std::string& where,
-                         const std::set<std::string>& allowed) {
+                         const std::vector<std::string>& allowed) {
   for (auto it = n.begin(); it != n.end(); ++it) {
-    const std::string k = it->first.as<std::string>();
-    if (!allowed.count(k)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      return at(it->first, source, invalid_argument("unknown key '{}{}' (allowed: {})", where, k, list));
+    const std::string k = it->first.Scalar();  // "" for a non-scalar key: unknown, never a throw
+    if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+    const std::string hint = did_you_mean(k, allowed);
+    if (!hint.empty()) {
+      return at(it->first, source, invalid_argument("unknown key '{}{}' (did you mean '{}'?)", where, k, hint));
     }
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    return at(it->first, source, invalid_argument("unknown key '{}{}' (allowed: {})", where, k, list));
   }
   return Status::ok();
 }
