@@ -1,6 +1,9 @@
 #include "harness/job_result.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 namespace qeval {
@@ -110,6 +113,7 @@ Result<JobResult> job_result_from_json(const std::string& text, const std::strin
 std::string job_spec_to_json(const JobSpec& s) {
   Json j = {{"id", s.id}, {"cfg", s.cfg_path}, {"chip", s.chip}, {"mode", s.mode}, {"fast_test", s.fast_test},
             {"count", s.count}, {"batch_size", s.batch_size}, {"threads", s.threads},
+            {"torch_threads", s.torch_threads},
             {"qat_model_path", s.qat_model_path}, {"debug_cmd", s.debug_cmd}, {"work_dir", s.work_dir},
             {"stage_file", s.stage_file}, {"compare_count", s.compare_count}};
   return j.dump(1) + "\n";
@@ -127,6 +131,7 @@ Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& s
     s.count = j.at("count").get<int64_t>();
     s.batch_size = j.at("batch_size").get<int64_t>();
     s.threads = j.at("threads").get<int>();
+    s.torch_threads = j.value("torch_threads", 1);  // plans written before it existed
     s.qat_model_path = j.at("qat_model_path").get<std::string>();
     s.debug_cmd = j.at("debug_cmd").get<std::string>();
     s.work_dir = j.at("work_dir").get<std::string>();
@@ -151,6 +156,41 @@ int exit_code_of(const std::vector<JobResult>& jobs) {
     failed |= j.status == "fail";
   }
   return failed ? 1 : 0;
+}
+
+Result<Shard> parse_shard(const std::string& text) {
+  Shard sh;
+  char slash = 0, extra = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &sh.index, &slash, &sh.count, &extra) != 3 || slash != '/' ||
+      sh.count < 1 || sh.index < 1 || sh.index > sh.count) {
+    return invalid_argument("--shard {}: expected i/N with 1 <= i <= N (e.g. 1/4)", text);
+  }
+  return sh;
+}
+
+std::vector<JobSpec> select_shard(const std::vector<JobSpec>& plan, const Shard& shard) {
+  std::vector<std::string> cfgs;  // in plan order
+  for (const JobSpec& s : plan) {
+    if (std::find(cfgs.begin(), cfgs.end(), s.cfg_path) == cfgs.end()) cfgs.push_back(s.cfg_path);
+  }
+  std::vector<int> owner(plan.size());
+  if (static_cast<int>(cfgs.size()) < shard.count) {
+    for (size_t j = 0; j < plan.size(); ++j) owner[j] = static_cast<int>(j % shard.count);
+  } else {
+    std::vector<int64_t> load(shard.count, 0);
+    std::map<std::string, int> cfg_owner;
+    for (const std::string& c : cfgs) {
+      const int to = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      cfg_owner[c] = to;
+      load[to] += std::count_if(plan.begin(), plan.end(), [&](const JobSpec& s) { return s.cfg_path == c; });
+    }
+    for (size_t j = 0; j < plan.size(); ++j) owner[j] = cfg_owner[plan[j].cfg_path];
+  }
+  std::vector<JobSpec> out;
+  for (size_t j = 0; j < plan.size(); ++j) {
+    if (owner[j] == shard.index - 1) out.push_back(plan[j]);
+  }
+  return out;
 }
 
 }  // namespace qeval

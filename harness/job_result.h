@@ -73,7 +73,12 @@ struct JobSpec {
   bool fast_test = false;
   int64_t count = 0;            // evaluation samples (0 = the whole test set)
   int64_t batch_size = 0;       // simulator / fp32 batch (0 = 100)
-  int threads = 1;              // LibTorch and simulator threads of this worker
+  int threads = 1;              // simulator (TBB) threads of this worker
+  // LibTorch intra-op threads (training, QAT, fp32 inference). The numbers
+  // depend on it: oneDNN splits some reductions by thread count (a 1x1
+  // convolution's weight gradient), so it is part of the cache keys and is
+  // set apart from `threads`, which changes speed only.
+  int torch_threads = 1;
   std::string qat_model_path;   // --qat_model_path: overrides the cfg's
   std::string debug_cmd;        // --debug_cmd: overrides the cfg's
   std::string work_dir;         // the job's folder: log, result, artifacts
@@ -81,6 +86,19 @@ struct JobSpec {
   int64_t compare_count = 4;    // samples of the per-layer fp32 vs simulator comparison
 };
 std::string job_spec_to_json(const JobSpec& s);
+
+// Sharded sweeps (`run_eval --shard i/N`): "i/N" with 1 <= i <= N.
+struct Shard {
+  int index = 1, count = 1;
+};
+Result<Shard> parse_shard(const std::string& text);
+// The jobs of one shard, in plan order. A cfg's jobs (its chips and modes)
+// stay together, so a shard trains each fp32 baseline it needs once; cfgs go,
+// in plan order, to the shard with the fewest jobs so far (ties: the lowest
+// index). With fewer cfgs than shards, jobs are dealt one by one instead. The
+// partition depends only on the plan, so every shard of a sweep computes the
+// same one.
+std::vector<JobSpec> select_shard(const std::vector<JobSpec>& plan, const Shard& shard);
 Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& source);
 
 std::string job_result_to_json(const JobResult& r);

@@ -12,8 +12,10 @@
 #include <tbb/global_control.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -96,10 +98,11 @@ struct Flags {
   int64_t resume = 0;
   std::vector<std::string> cfgs, chips;
   bool fast_test = false, qat_eval = false, list = false;
-  int pool_size = 2, threads = 1;
+  int pool_size = 2, threads = 1, torch_threads = 1;
   int64_t batch_size = 0, compare_count = 4;
   std::string qat_model_path, debug_cmd, db = "results/qeval.db", html, markdown, junit, out_dir = "results/runs";
   double timeout = 0;
+  std::string shard, sweep;
 };
 
 // One job per (cfg x chip x mode); every cfg and chip is checked before any job runs.
@@ -137,6 +140,7 @@ Result<std::vector<JobSpec>> plan(const Flags& f) {
         s.count = f.fast_test ? fast_count : 0;
         s.batch_size = f.batch_size;
         s.threads = f.threads;
+        s.torch_threads = f.torch_threads;
         s.qat_model_path = f.qat_model_path;
         s.debug_cmd = f.debug_cmd;
         s.compare_count = f.compare_count;
@@ -175,11 +179,17 @@ int run(const Flags& f, int argc, char** argv) {
     auto planned = plan(f);
     if (!planned.is_ok()) return error(planned.status().message());
     specs = std::move(*planned);
-  } else if (!f.cfgs.empty()) {
-    return error("--resume reruns a stored run's own plan; give no cfgs with it");
+    if (!f.shard.empty()) {
+      auto shard = parse_shard(f.shard);
+      if (!shard.is_ok()) return error(shard.status().message());
+      specs = select_shard(specs, *shard);
+    }
+  } else if (!f.cfgs.empty() || !f.shard.empty()) {
+    return error("--resume reruns a stored run's own plan; give no cfgs or --shard with it");
   }
   if (f.list) {
-    std::cout << fmt::format("{} job(s){}:\n", specs.size(), f.fast_test ? " (fast test)" : "");
+    std::cout << fmt::format("{} job(s){}{}:\n", specs.size(), f.fast_test ? " (fast test)" : "",
+                             f.shard.empty() ? "" : ", shard " + f.shard);
     for (const JobSpec& s : specs) {
       std::cout << fmt::format("  {:<40} {}  samples: {}\n", s.id, s.cfg_path,
                                s.count > 0 ? std::to_string(s.count) : "all");
@@ -195,6 +205,14 @@ int run(const Flags& f, int argc, char** argv) {
   info.host = host;
   info.git_sha = QEVAL_GIT_SHA;
   info.fast_test = f.fast_test;
+  if (!f.shard.empty()) {
+    const char* array_job = std::getenv("SLURM_ARRAY_JOB_ID");
+    info.sweep = !f.sweep.empty() ? f.sweep : array_job ? std::string("slurm-") + array_job : "";
+    if (info.sweep.empty()) {
+      return error("--shard needs --sweep ID (or SLURM_ARRAY_JOB_ID): `run_eval merge` joins the shards of a sweep");
+    }
+    info.shard = f.shard;
+  }
   Result<int64_t> run_id = f.resume;
   size_t already = 0;
   if (f.resume > 0) {
@@ -228,9 +246,12 @@ int run(const Flags& f, int argc, char** argv) {
     fs::create_directories(run_dir, ec);
     if (Status s = save_plan((run_dir / "plan.json").string(), specs); !s.is_ok()) return error(s.message());
   }
-  std::cerr << fmt::format("[run_eval] run {}: {} job(s), pool {}, {} thread(s) each{}; db {}; logs {}\n", *run_id,
-                           specs.size(), f.pool_size, f.threads, f.fast_test ? ", fast test" : "", f.db,
-                           run_dir.string());
+  const int sim_threads = specs.empty() ? f.threads : specs[0].threads;
+  const int torch_threads = specs.empty() ? f.torch_threads : specs[0].torch_threads;
+  std::cerr << fmt::format("[run_eval] run {}: {} job(s), pool {}, {} simulator / {} LibTorch thread(s) each{}; db {}; "
+                           "logs {}\n",
+                           *run_id, specs.size(), f.pool_size, sim_threads, torch_threads,
+                           f.fast_test ? ", fast test" : "", f.db, run_dir.string());
   // Ctrl-C / SIGTERM: stop the workers, keep what finished, mark the run interrupted.
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -314,6 +335,12 @@ int run(const Flags& f, int argc, char** argv) {
 
 Result<int64_t> run_id_of(const ResultStore& store, const std::string& id) {
   if (id.empty() || id == "latest") return store.latest_run_id();
+  if (id.rfind("sweep:", 0) == 0) {
+    QEVAL_ASSIGN_OR_RETURN(int64_t v, store.sweep_run(id.substr(6)));
+    if (v == 0) return not_found("{}: no merged run of sweep '{}' (run_eval merge the shard databases first)",
+                                 store.path(), id.substr(6));
+    return v;
+  }
   try {
     size_t used = 0;
     const int64_t v = std::stoll(id, &used);
@@ -323,12 +350,13 @@ Result<int64_t> run_id_of(const ResultStore& store, const std::string& id) {
     }
   } catch (const std::exception&) {
   }
-  return invalid_argument("run '{}': give a run id or 'latest'", id);
+  return invalid_argument("run '{}': give a run id, 'latest' or 'sweep:ID'", id);
 }
 
 struct ReportFlags {
   std::string db = "results/qeval.db", run = "latest", baseline, html, markdown, junit;
   int last = 20;
+  bool exit_code = false;
 };
 
 int report_main(const ReportFlags& f) {
@@ -365,7 +393,11 @@ int report_main(const ReportFlags& f) {
   }
   std::cout << fmt::format("run {} ({}, {}, exit {})\n", info->id, info->started, info->status, info->exit_code)
             << results_table_text(*jobs);
-  return write_reports(f.markdown, f.junit, f.html, *info, *jobs, extras) ? 0 : 2;
+  if (!write_reports(f.markdown, f.junit, f.html, *info, *jobs, extras)) return 2;
+  if (!f.exit_code) return 0;
+  // The run's own verdict; a sweep missing shards or an interrupted run is an error.
+  if (info->status != "done") return 2;
+  return std::clamp(info->exit_code, 0, 2);
 }
 
 int compare_main(const std::string& db, const std::string& a, const std::string& b) {
@@ -398,8 +430,8 @@ int merge_main(const std::vector<std::string>& sources, const std::string& into)
     if (!fs::is_regular_file(src)) return error(src + ": no such results database");
     auto st = merge_into(**target, src);
     if (!st.is_ok()) return error(st.status().message());
-    std::cout << fmt::format("{}: {} run(s) added ({} job(s)), {} already in {}\n", src, st->runs_added,
-                             st->jobs_added, st->runs_skipped, into);
+    std::cout << fmt::format("{}: {} run(s) added, {} shard(s) merged into a sweep run ({} job(s)), {} already in {}\n",
+                             src, st->runs_added, st->shards_merged, st->jobs_added, st->runs_skipped, into);
   }
   return 0;
 }
@@ -436,7 +468,11 @@ int main(int argc, char** argv) {
   app.add_flag("--qat_eval", f.qat_eval, "evaluate QAT models: qat_model_path when set, else QAT per the cfg");
   app.add_option("--pool_size", f.pool_size, "worker processes at once")->check(CLI::Range(1, 256));
   app.add_option("--batch_size", f.batch_size, "inference batch (default 100)")->check(CLI::Range(1, 100000));
-  app.add_option("--threads", f.threads, "LibTorch/simulator threads per worker (default 1; part of determinism)")
+  app.add_option("--threads", f.threads, "simulator threads per worker (default 1; speed only, never the numbers)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--torch_threads", f.torch_threads,
+                 "LibTorch threads per worker for training and fp32 inference (default 1; the trained weights depend "
+                 "on it, so it is part of the cache keys)")
       ->check(CLI::Range(1, 256));
   app.add_option("--qat_model_path", f.qat_model_path,
                  "already quantized models: a file, or folders (comma-separated) holding NAME.qmodel / NAME_qdq.onnx");
@@ -449,6 +485,9 @@ int main(int argc, char** argv) {
   app.add_option("--markdown", f.markdown, "write a Markdown summary");
   app.add_option("--junit", f.junit, "write JUnit XML");
   app.add_flag("--list", f.list, "print the job plan and exit");
+  app.add_option("--shard", f.shard, "run shard i of N of the plan (i/N; docs/run_eval.md, Sharded sweeps)");
+  app.add_option("--sweep", f.sweep,
+                 "sweep ID shared by the shards (default with --shard: slurm-$SLURM_ARRAY_JOB_ID); merge joins them");
   app.add_option("--resume", f.resume, "finish run ID: rerun the jobs of its plan that are not stored yet")
       ->check(CLI::PositiveNumber);
   app.add_option("--timeout", f.timeout, "seconds per job before its worker is killed (0 = none)")
@@ -460,16 +499,18 @@ int main(int argc, char** argv) {
   ReportFlags rf;
   auto* rep = app.add_subcommand("report", "Write the reports of a stored run (HTML with trends and a diff)");
   rep->add_option("--db", rf.db, "results database");
-  rep->add_option("--run", rf.run, "run id or 'latest'");
+  rep->add_option("--run", rf.run, "run id, 'latest' or 'sweep:ID' (the merged run of a sharded sweep)");
   rep->add_option("--baseline", rf.baseline, "run the diff compares against (default: the previous run)");
   rep->add_option("--last", rf.last, "runs in the trend plots")->check(CLI::Range(1, 10000));
   rep->add_option("--html", rf.html, "HTML report");
   rep->add_option("--markdown", rf.markdown, "Markdown summary");
   rep->add_option("--junit", rf.junit, "JUnit XML");
+  rep->add_flag("--exit_code", rf.exit_code,
+                "exit with the run's own code (0 pass, 1 a tolerance failed, 2 errors, or a sweep missing shards)");
   std::string cdb = "results/qeval.db", run_a, run_b;
   auto* cmp = app.add_subcommand("compare", "Metric deltas between two runs; exit 1 on a regression");
-  cmp->add_option("run_a", run_a, "the earlier run (id or 'latest')")->required();
-  cmp->add_option("run_b", run_b, "the later run (id or 'latest')")->required();
+  cmp->add_option("run_a", run_a, "the earlier run (id, 'latest' or 'sweep:ID')")->required();
+  cmp->add_option("run_b", run_b, "the later run (id, 'latest' or 'sweep:ID')")->required();
   cmp->add_option("--db", cdb, "results database");
   std::vector<std::string> merge_sources;
   std::string merge_into_db;

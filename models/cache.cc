@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "core/file_io.h"
 #include "datasets/idx.h"
@@ -42,10 +43,10 @@ Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts) {
   const TrainRecipe& r = m.recipe;
   const std::string canon = fmt::format(
       "model={};dataset={}:{};code={};opt={};lr={:.17g};mom={:.17g};nest={};wd={:.17g};batch={};epochs={};"
-      "sched={};warm={:.17g};cyclemom={}:{:.17g}:{:.17g};hflip={};seed={};limit={}",
+      "sched={};warm={:.17g};cyclemom={}:{:.17g}:{:.17g};hflip={};seed={};limit={}{}",
       m.name, m.dataset, data, kTrainerCodeVersion, r.optimizer, r.peak_lr, r.momentum, r.nesterov,
       r.weight_decay, r.batch, r.epochs, r.schedule, r.warmup, r.cycle_momentum, r.max_momentum, r.min_momentum,
-      r.hflip, r.seed, r.train_limit);
+      r.hflip, r.seed, r.train_limit, threads_key(opts.threads));
   return fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
 }
 
@@ -72,8 +73,13 @@ Result<Baseline> fp32_baseline(const ZooModel& m, const TrainOptions& opts_in, C
   fs::create_directories(dir, ec);
   if (ec) return io_error("{}: cannot create cache folder: {}", dir.string(), ec.message());
   b.path = (dir / fmt::format("{}-{}.qmodel", m.name, b.key)).string();
-  FileLock lock(b.path + ".lock");
-  if (!lock.ok()) return io_error("{}.lock: cannot open lock file", b.path);
+  // Bypass neither reads nor writes the entry, so it takes no lock (the ranks
+  // of a data-parallel run train the same key together).
+  std::optional<FileLock> lock;
+  if (policy != CachePolicy::kBypass) {
+    lock.emplace(b.path + ".lock");
+    if (!lock->ok()) return io_error("{}.lock: cannot open lock file", b.path);
+  }
 
   if (policy == CachePolicy::kUse && fs::exists(b.path)) {
     auto g = load_graph(b.path);

@@ -1,5 +1,5 @@
 // Artifact cache of fp32 baselines: trained weights keyed by a hash of
-// (model, dataset fingerprint, recipe, code version) under $QEVAL_CACHE or
+// (model, dataset fingerprint, recipe, code version, LibTorch threads) under $QEVAL_CACHE or
 // ~/.cache/qeval. A second request is a hit; an entry whose checksum fails
 // (the qmodel container's XXH64) or whose key differs is rebuilt. Training
 // writes per-epoch checkpoints beside the entry and resumes from them, so an
@@ -20,6 +20,11 @@ std::string cache_root();  // $QEVAL_CACHE, else $HOME/.cache/qeval
 // Hex XXH64 of the model's training data files (Fashion-MNIST IDX files).
 Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts);
 Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts);
+
+// The LibTorch thread count is part of every training cache key: the trained
+// weights depend on it (oneDNN's 1x1 convolution splits its weight-gradient
+// reduction over the minibatch by thread count; measured in docs/run_eval.md).
+inline std::string threads_key(int torch_threads) { return ";torch_threads=" + std::to_string(torch_threads); }
 
 struct Baseline {
   Graph graph;

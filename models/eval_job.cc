@@ -109,7 +109,7 @@ Status Job::load_fp32(JobResult& r) {
     return Status::ok();
   }
   TrainOptions t;
-  t.threads = spec_.threads;
+  t.threads = spec_.torch_threads;
   t.progress = true;
   const ZooModel m = spec_.fast_test ? fast_recipe(zoo_) : zoo_;
   QEVAL_ASSIGN_OR_RETURN(Baseline b, fp32_baseline(m, t));
@@ -183,7 +183,7 @@ Status Job::quantize(JobResult& r) {
   qo.cfg.quant = cfg_.quant;
   qo.cfg.qat = cfg_.qat;
   qo.ptq_only = spec_.mode == "ptq";
-  qo.threads = spec_.threads;
+  qo.threads = spec_.torch_threads;
   qo.evaluate = false;
   qo.compare = false;
   if (spec_.fast_test) {
@@ -195,9 +195,9 @@ Status Job::quantize(JobResult& r) {
   if (!qo.ptq_only && qo.cfg.qat.epochs < 1) qo.cfg.qat.epochs = 1;
   QEVAL_ASSIGN_OR_RETURN(std::string fp32_bytes, graph_to_bytes(fp32_));
   const std::string canon =
-      fmt::format("{};fp32={:016x};chip={};mode={};{};train_limit={}", kQuantCodeVersion,
+      fmt::format("{};fp32={:016x};chip={};mode={};{};train_limit={}{}", kQuantCodeVersion,
                   XXH64(fp32_bytes.data(), fp32_bytes.size(), 0), profile_.name, spec_.mode,
-                  describe(qo.cfg.quant, qo.cfg.qat), qo.train_limit);
+                  describe(qo.cfg.quant, qo.cfg.qat), qo.train_limit, threads_key(qo.threads));
   const std::string key = fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
   const fs::path dir = fs::path(cache_root()) / "quant" / fmt::format("{}-{}-{}", zoo_.name, profile_.name, key);
   const fs::path qmodel = dir / (zoo_.name + ".qmodel");
@@ -554,7 +554,7 @@ JobResult run_eval_job(const JobSpec& spec) {
   r.chip = spec.chip;
   r.mode = spec.mode;
   const auto t0 = std::chrono::steady_clock::now();
-  at::set_num_threads(std::max(1, spec.threads));
+  at::set_num_threads(std::max(1, spec.torch_threads));
   Job job(spec);
   Status s;
   try {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 namespace qeval {
 
@@ -109,6 +110,53 @@ Result<std::vector<HistoryRow>> metric_history(const ResultStore& store, const s
   return out;
 }
 
+namespace {
+
+// "i/N" -> N (0 when malformed).
+int shard_count(const std::string& shard) {
+  const size_t slash = shard.find('/');
+  return slash == std::string::npos ? 0 : std::atoi(shard.c_str() + slash + 1);
+}
+
+// Folds shard run `r` (its jobs already read) into the sweep's merged run.
+Status merge_shard(ResultStore& target, const RunInfo& r, const std::vector<JobResult>& jobs, MergeStats* st) {
+  QEVAL_ASSIGN_OR_RETURN(int64_t id, target.sweep_run(r.sweep));
+  RunInfo merged;
+  if (id == 0) {
+    merged = r;
+    merged.uuid.clear();  // a new run; the shard's uuid goes to run_parts
+    merged.shard.clear();
+    QEVAL_ASSIGN_OR_RETURN(id, target.import_run(merged));
+    ++st->runs_added;
+  }
+  QEVAL_ASSIGN_OR_RETURN(merged, target.run(id));
+  for (const JobResult& j : jobs) {
+    QEVAL_RETURN_IF_ERROR(target.add_job(id, j));
+    ++st->jobs_added;
+  }
+  QEVAL_RETURN_IF_ERROR(target.add_run_part(id, {r.uuid, r.shard, r.status}));
+  ++st->shards_merged;
+  // The sweep: from its first shard's start to its last shard's end; wall time
+  // and exit code of the slowest / worst shard; done once every shard is in.
+  QEVAL_ASSIGN_OR_RETURN(std::vector<RunPart> parts, target.run_parts(id));
+  merged.started = std::min(merged.started, r.started);
+  merged.finished = std::max(merged.finished, r.finished);
+  merged.seconds = std::max(merged.seconds, r.seconds);
+  merged.exit_code = std::max(merged.exit_code, r.exit_code);
+  std::set<std::string> shards;
+  bool interrupted = false;
+  for (const RunPart& p : parts) {
+    shards.insert(p.shard);
+    interrupted |= p.status != "done";
+  }
+  merged.status = interrupted ? "interrupted"
+                  : static_cast<int>(shards.size()) < shard_count(r.shard) ? "partial"
+                                                                            : "done";
+  return target.update_run(merged);
+}
+
+}  // namespace
+
 Result<MergeStats> merge_into(ResultStore& target, const std::string& source_path) {
   QEVAL_ASSIGN_OR_RETURN(auto source, ResultStore::open(source_path));
   QEVAL_ASSIGN_OR_RETURN(std::vector<RunInfo> runs, source->runs());
@@ -120,6 +168,10 @@ Result<MergeStats> merge_into(ResultStore& target, const std::string& source_pat
       continue;
     }
     QEVAL_ASSIGN_OR_RETURN(std::vector<JobResult> jobs, source->jobs(r.id));
+    if (!r.shard.empty() && !r.sweep.empty()) {
+      QEVAL_RETURN_IF_ERROR(merge_shard(target, r, jobs, &st));
+      continue;
+    }
     QEVAL_ASSIGN_OR_RETURN(int64_t id, target.import_run(r));
     for (const JobResult& j : jobs) {
       QEVAL_RETURN_IF_ERROR(target.add_job(id, j));

@@ -33,10 +33,13 @@ Result<std::vector<HistoryRow>> metric_history(const ResultStore& store, const s
                                                const std::string& metric);
 
 struct MergeStats {
-  int64_t runs_added = 0, runs_skipped = 0, jobs_added = 0;
+  int64_t runs_added = 0, runs_skipped = 0, jobs_added = 0, shards_merged = 0;
 };
 // Copies every run of `source_path` not already in `target` (runs are identified
-// by their uuid), with their jobs, metrics, layers and artifacts.
+// by their uuid), with their jobs, metrics, layers and artifacts. The shard runs
+// of a sweep (`run_eval --shard i/N --sweep S`) become one run: the first shard
+// merged creates it, later ones add their jobs; it is `done` once all N are in
+// (`partial` before), and merging a shard again changes nothing.
 Result<MergeStats> merge_into(ResultStore& target, const std::string& source_path);
 
 }  // namespace qeval

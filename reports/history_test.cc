@@ -213,6 +213,74 @@ TEST_F(HistoryTest, MergeAddsEachRunOnce) {
   EXPECT_DOUBLE_EQ((*jobs)[0].metric("top1")->value, 5);
 }
 
+int64_t add_shard_run(ResultStore& s, const std::string& sweep, const std::string& shard,
+                      const std::vector<JobResult>& jobs, int exit_code) {
+  RunInfo info;
+  info.command = "run_eval --shard " + shard;
+  info.sweep = sweep;
+  info.shard = shard;
+  auto id = s.begin_run(info);
+  EXPECT_TRUE(id.is_ok()) << id.status().message();
+  for (const JobResult& j : jobs) EXPECT_TRUE(s.add_job(*id, j).is_ok());
+  EXPECT_TRUE(s.finish_run(*id, "done", exit_code, shard == "1/2" ? 10.0 : 20.0).is_ok());
+  return *id;
+}
+
+// run_eval --shard i/N: merging the shard databases of a sweep gives one run
+// holding every job; partial until all shards are in; merging again is a no-op.
+TEST_F(HistoryTest, MergeFoldsTheShardsOfASweepIntoOneRun) {
+  {
+    auto a = ResultStore::open(path("s1.db"));
+    auto b = ResultStore::open(path("s2.db"));
+    ASSERT_TRUE(a.is_ok() && b.is_ok());
+    add_shard_run(**a, "nightly-7", "1/2", {job("x/bm1690/ptq", "pass", {metric("top1", 1, 2, true, true)})}, 0);
+    add_shard_run(**b, "nightly-7", "2/2",
+                  {job("y/bm1690/ptq", "fail", {metric("top1", 3, 4, true, false)}), job("z/bm1690/ptq", "pass", {})},
+                  1);
+    add_shard_run(**b, "nightly-8", "2/2", {job("y/bm1690/ptq", "pass", {})}, 0);  // another sweep
+  }
+  auto c = ResultStore::open(path("merged.db"));
+  ASSERT_TRUE(c.is_ok());
+  auto m1 = merge_into(**c, path("s1.db"));
+  ASSERT_TRUE(m1.is_ok()) << m1.status().message();
+  EXPECT_EQ(m1->runs_added, 1);
+  EXPECT_EQ(m1->shards_merged, 1);
+  auto sweep = (*c)->sweep_run("nightly-7");
+  ASSERT_TRUE(sweep.is_ok());
+  ASSERT_GT(*sweep, 0);
+  EXPECT_EQ((*c)->run(*sweep)->status, "partial");
+  auto m2 = merge_into(**c, path("s2.db"));
+  ASSERT_TRUE(m2.is_ok()) << m2.status().message();
+  EXPECT_EQ(m2->runs_added, 1);  // nightly-8's run; nightly-7's shard joins the existing run
+  EXPECT_EQ(m2->shards_merged, 2);
+  auto run = (*c)->run(*sweep);
+  ASSERT_TRUE(run.is_ok());
+  EXPECT_EQ(run->status, "done");
+  EXPECT_EQ(run->exit_code, 1);  // the worst shard
+  EXPECT_DOUBLE_EQ(run->seconds, 20.0);  // the slowest shard
+  EXPECT_TRUE(run->shard.empty());
+  EXPECT_EQ(run->sweep, "nightly-7");
+  auto jobs = (*c)->jobs(*sweep);
+  ASSERT_TRUE(jobs.is_ok());
+  std::vector<std::string> keys;
+  for (const JobResult& j : *jobs) keys.push_back(j.id);
+  EXPECT_EQ(keys, (std::vector<std::string>{"x/bm1690/ptq", "y/bm1690/ptq", "z/bm1690/ptq"}));
+  auto parts = (*c)->run_parts(*sweep);
+  ASSERT_TRUE(parts.is_ok());
+  ASSERT_EQ(parts->size(), 2u);
+  EXPECT_EQ((*parts)[0].shard, "1/2");
+  EXPECT_EQ((*parts)[1].shard, "2/2");
+  for (const char* db : {"s1.db", "s2.db"}) {
+    auto again = merge_into(**c, path(db));
+    ASSERT_TRUE(again.is_ok());
+    EXPECT_EQ(again->runs_added + again->shards_merged + again->jobs_added, 0) << db;
+  }
+  auto runs = (*c)->runs();
+  ASSERT_TRUE(runs.is_ok());
+  EXPECT_EQ(runs->size(), 2u);
+  EXPECT_EQ((*c)->jobs(*sweep)->size(), 3u);
+}
+
 // Issue 7 acceptance: 4 processes each writing 500 job results into one database at once.
 TEST_F(HistoryTest, FourProcessesWriteTwoThousandJobs) {
   const std::string db = path("p.db");

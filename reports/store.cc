@@ -56,6 +56,16 @@ UPDATE runs SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
 CREATE UNIQUE INDEX runs_uuid ON runs(uuid);
 ALTER TABLE metrics ADD COLUMN allowed_drop REAL;
 )sql"},
+    // v3: sharded sweeps. A shard's run names its sweep and "i/N"; `run_eval
+    // merge` folds the shards of a sweep into one run (shard NULL) and lists the
+    // merged shard runs in run_parts, so merging again changes nothing.
+    {3, R"sql(
+ALTER TABLE runs ADD COLUMN sweep TEXT;
+ALTER TABLE runs ADD COLUMN shard TEXT;
+CREATE TABLE run_parts(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, uuid TEXT NOT NULL UNIQUE,
+  shard TEXT NOT NULL, status TEXT NOT NULL);
+)sql"},
 };
 static_assert(std::size(kMigrations) == kStoreSchemaVersion &&
                   kMigrations[std::size(kMigrations) - 1].to == kStoreSchemaVersion,
@@ -284,8 +294,8 @@ Result<int64_t> ResultStore::begin_run(const RunInfo& info) {
 Result<int64_t> ResultStore::import_run(const RunInfo& info) {
   Stmt st(db_);
   Status s = st.prepare(
-      "INSERT INTO runs(started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, lower(hex(randomblob(16)))))");
+      "INSERT INTO runs(started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid, "
+      "sweep, shard) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, lower(hex(randomblob(16)))), ?, ?)");
   if (s.is_ok()) {
     st.text(1, info.started);
     if (info.finished.empty()) st.null(2); else st.text(2, info.finished);
@@ -297,6 +307,8 @@ Result<int64_t> ResultStore::import_run(const RunInfo& info) {
     st.real(8, info.seconds);
     if (info.exit_code < 0) st.null(9); else st.integer(9, info.exit_code);
     if (info.uuid.empty()) st.null(10); else st.text(10, info.uuid);
+    if (info.sweep.empty()) st.null(11); else st.text(11, info.sweep);
+    if (info.shard.empty()) st.null(12); else st.text(12, info.shard);
     s = st.run();
   }
   if (!s.is_ok()) return s.with_context(path_);
@@ -305,7 +317,9 @@ Result<int64_t> ResultStore::import_run(const RunInfo& info) {
 
 Result<bool> ResultStore::has_run_uuid(const std::string& uuid) const {
   Stmt st(db_);
-  QEVAL_RETURN_IF_ERROR(st.prepare("SELECT 1 FROM runs WHERE uuid = ?").with_context(path_));
+  QEVAL_RETURN_IF_ERROR(
+      st.prepare("SELECT 1 FROM runs WHERE uuid = ?1 UNION ALL SELECT 1 FROM run_parts WHERE uuid = ?1")
+          .with_context(path_));
   st.text(1, uuid);
   auto row = st.step();
   if (!row.is_ok()) return row.status().with_context(path_);
@@ -498,7 +512,8 @@ Status ResultStore::finish_run(int64_t run_id, const std::string& status, int ex
 namespace {
 
 constexpr const char* kRunColumns =
-    "SELECT id, started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid FROM runs";
+    "SELECT id, started, finished, status, command, host, git_sha, fast_test, seconds, exit_code, uuid, sweep, shard "
+    "FROM runs";
 
 RunInfo read_run_row(const Stmt& st) {
   RunInfo r;
@@ -513,6 +528,8 @@ RunInfo read_run_row(const Stmt& st) {
   r.seconds = st.col_null(8) ? 0 : st.col_real(8);  // NULL while running
   r.exit_code = int(st.col_int(9, -1));
   r.uuid = st.col_text(10);
+  r.sweep = st.col_text(11);
+  r.shard = st.col_text(12);
   return r;
 }
 
@@ -539,6 +556,61 @@ Result<std::vector<RunInfo>> ResultStore::runs() const {
     out.push_back(read_run_row(st));
   }
   return out;
+}
+
+Result<int64_t> ResultStore::sweep_run(const std::string& sweep) const {
+  Stmt st(db_);
+  QEVAL_RETURN_IF_ERROR(
+      st.prepare("SELECT id FROM runs WHERE sweep = ? AND shard IS NULL ORDER BY id LIMIT 1").with_context(path_));
+  st.text(1, sweep);
+  auto row = st.step();
+  if (!row.is_ok()) return row.status().with_context(path_);
+  return *row ? st.col_int(0) : int64_t{0};
+}
+
+Status ResultStore::add_run_part(int64_t run_id, const RunPart& part) {
+  Stmt st(db_);
+  Status s = st.prepare("INSERT INTO run_parts(run_id, uuid, shard, status) VALUES(?, ?, ?, ?)");
+  if (s.is_ok()) {
+    st.integer(1, run_id);
+    st.text(2, part.uuid);
+    st.text(3, part.shard);
+    st.text(4, part.status);
+    s = st.run();
+  }
+  return s.is_ok() ? s : s.with_context(path_ + ": add_run_part");
+}
+
+Result<std::vector<RunPart>> ResultStore::run_parts(int64_t run_id) const {
+  Stmt st(db_);
+  QEVAL_RETURN_IF_ERROR(
+      st.prepare("SELECT uuid, shard, status FROM run_parts WHERE run_id = ? ORDER BY rowid").with_context(path_));
+  st.integer(1, run_id);
+  std::vector<RunPart> parts;
+  while (true) {
+    auto row = st.step();
+    if (!row.is_ok()) return row.status().with_context(path_);
+    if (!*row) break;
+    parts.push_back({st.col_text(0), st.col_text(1), st.col_text(2)});
+  }
+  return parts;
+}
+
+Status ResultStore::update_run(const RunInfo& info) {
+  Stmt st(db_);
+  Status s = st.prepare("UPDATE runs SET started = ?, finished = ?, status = ?, exit_code = ?, seconds = ? WHERE id = ?");
+  if (s.is_ok()) {
+    st.text(1, info.started);
+    if (info.finished.empty()) st.null(2); else st.text(2, info.finished);
+    st.text(3, info.status);
+    if (info.exit_code < 0) st.null(4); else st.integer(4, info.exit_code);
+    st.real(5, info.seconds);
+    st.integer(6, info.id);
+    s = st.run();
+  }
+  if (!s.is_ok()) return s.with_context(path_ + ": update_run");
+  if (sqlite3_changes(db_) == 0) return not_found("{}: no run {}", path_, info.id);
+  return Status::ok();
 }
 
 Result<int64_t> ResultStore::latest_run_id() const {

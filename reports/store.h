@@ -3,7 +3,9 @@
 //
 //   runs(id INTEGER PRIMARY KEY, started TEXT, finished TEXT, status TEXT,
 //        command TEXT, host TEXT, git_sha TEXT, fast_test INTEGER, seconds REAL,
-//        exit_code INTEGER, uuid TEXT UNIQUE)                          (uuid: v2)
+//        exit_code INTEGER, uuid TEXT UNIQUE,                           (uuid: v2)
+//        sweep TEXT, shard TEXT)                   (v3; shard "i/N", NULL when whole)
+//   run_parts(run_id, uuid TEXT UNIQUE, shard, status)   (v3: shard runs merged into run_id)
 //   jobs(id INTEGER PRIMARY KEY, run_id, job_key TEXT, model, chip, mode, task,
 //        cfg_path, cfg_hash, status, message, signal, seconds, samples,
 //        baseline_cache_hit, quant_cache_hit, log_tail TEXT)   UNIQUE(run_id, job_key)
@@ -28,17 +30,24 @@ struct sqlite3;
 
 namespace qeval {
 
-inline constexpr int kStoreSchemaVersion = 2;
+inline constexpr int kStoreSchemaVersion = 3;
 
 struct RunInfo {
   int64_t id = 0;
   std::string uuid;               // identifies the run across databases (merge); made by begin_run
   std::string started, finished;  // ISO 8601 UTC
-  std::string status;             // running | done | interrupted
+  std::string status;             // running | done | interrupted | partial (a sweep missing shards)
   std::string command, host, git_sha;
   bool fast_test = false;
   double seconds = 0;
   int exit_code = -1;
+  std::string sweep;  // run_eval --sweep: the sweep this run is a shard of
+  std::string shard;  // "i/N" for a shard's own run; empty for a whole run or a merged sweep
+};
+
+// A shard run folded into a merged sweep run.
+struct RunPart {
+  std::string uuid, shard, status;
 };
 
 class ResultStore {
@@ -53,7 +62,14 @@ class ResultStore {
   Result<int64_t> begin_run(const RunInfo& info);
   // A finished run copied from another database, every field as given (merge).
   Result<int64_t> import_run(const RunInfo& info);
+  // True for a run's uuid and for a shard run already merged into a sweep run.
   Result<bool> has_run_uuid(const std::string& uuid) const;
+  // The merged run of a sweep (the one without a shard), 0 when there is none.
+  Result<int64_t> sweep_run(const std::string& sweep) const;
+  Status add_run_part(int64_t run_id, const RunPart& part);
+  Result<std::vector<RunPart>> run_parts(int64_t run_id) const;
+  // Rewrites started, finished, status, exit_code and seconds of a run.
+  Status update_run(const RunInfo& info);
   Result<std::vector<RunInfo>> runs() const;  // all, oldest first
   // One transaction: the job row with its metrics, layers and artifacts.
   // Writing the same job_key twice for a run replaces the earlier rows.

@@ -10,7 +10,7 @@ PKGS=(
   libtorch-dev libopencv-dev libtbb-dev libyaml-cpp-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libxxhash-dev libonnx-dev libonnx-testdata libprotobuf-dev
-  protobuf-compiler zlib1g-dev dataset-fashion-mnist
+  protobuf-compiler zlib1g-dev dataset-fashion-mnist slurm-wlm munge libgloo-dev
   python3 python3-numpy python3-onnx python3-torch python3-torchvision python3-opencv
 )
 missing=()

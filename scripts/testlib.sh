@@ -3,6 +3,7 @@
 #   expect_error_fixed "what" "text" cmd...   the same with a fixed string
 #   expect_ok "what" cmd...                   exit 0
 #   check "what" cmd...                       cmd succeeds
+#   db_metrics DB                             "job metric value" lines of the DB's latest run
 # Each prints "ok: ..." or "FAIL: ..." and counts into $pass / $fails;
 # finish prints the counts and returns non-zero on any failure.
 pass=0
@@ -43,4 +44,16 @@ check() {
 finish() {
   echo "$pass passed, $fails failed"
   [ "$fails" -eq 0 ]
+}
+
+db_metrics() {  # db_metrics DB: "job metric value" lines of the latest run, sorted
+  /usr/bin/python3 - "$1" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+run = c.execute("select max(id) from runs").fetchone()[0]
+rows = c.execute("select j.job_key, m.name, m.value from metrics m join jobs j on m.job_id = j.id "
+                 "where j.run_id = ? order by j.job_key, m.name", (run,)).fetchall()
+for r in rows:
+    print(r[0], r[1], repr(r[2]))
+PY
 }

@@ -2,7 +2,8 @@
 # run_eval end to end (issue 6 acceptance, small models so it fits the default suite):
 #   - a tolerance the model cannot meet -> exit 1, the table names model and metric
 #   - a misspelt cfg key -> exit 2 with file:line and a did-you-mean, before any job runs
-#   - --pool_size 1 and 2 from cold caches store identical metric values
+#   - --pool_size 1 / --threads 1 and --pool_size 2 / --threads 2 from cold caches store identical
+#     metric values (the slow determinism_test.sh adds pool 4, a 1x1-conv model and --torch_threads)
 #   - a worker killed with SIGKILL mid-sweep: the sweep finishes, the job is `crashed`, exit 2
 #   - --timeout kills a slow job: `timeout`, exit 2
 #   - a tpu-mlir style .cfg (the seed's resnet18 keys) on an ImageFolder dataset runs and passes
@@ -18,17 +19,6 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 source "$(dirname "$0")/../../scripts/testlib.sh"
 export QEVAL_CACHE_SHARED=${QEVAL_CACHE:-$HOME/.cache/qeval}
 
-db_metrics() {  # db_metrics DB: "job metric value" lines of the latest run, sorted
-  /usr/bin/python3 - "$1" <<'PY'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-run = c.execute("select max(id) from runs").fetchone()[0]
-rows = c.execute("select j.job_key, m.name, m.value from metrics m join jobs j on m.job_id = j.id "
-                 "where j.run_id = ? order by j.job_key, m.name", (run,)).fetchall()
-for r in rows:
-    print(r[0], r[1], repr(r[2]))
-PY
-}
 db_job() {  # db_job DB KEY: "status signal" of that job in the latest run
   /usr/bin/python3 - "$1" "$2" <<'PY'
 import sqlite3, sys
@@ -85,16 +75,16 @@ expect_error "misspelt key" "misspelt.cfg:3: unknown key 'resize_dim' (did you m
 check "no database written for a bad cfg" test ! -e "$WORK/err.db"
 expect_error "unknown chip" "nosuchchip" "$RUN_EVAL" --fast_test --chip nosuchchip --db "$WORK/err.db" "$WORK/lenet5_ptq.yaml"
 
-# --- pool 1 vs pool 2, each from its own cold cache -------------------------
+# --- pool 1 / 1 thread vs pool 2 / 2 simulator threads, each from its own cold cache
 for p in 1 2; do
-  QEVAL_CACHE="$WORK/cache$p" "$RUN_EVAL" --fast_test --pool_size $p --db "$WORK/pool$p.db" \
+  QEVAL_CACHE="$WORK/cache$p" "$RUN_EVAL" --fast_test --pool_size $p --threads $p --db "$WORK/pool$p.db" \
     --out_dir "$WORK/runs$p" "$WORK/small.yaml" >"$WORK/pool$p.out" 2>"$WORK/pool$p.err"
   rc=$?
   check "pool $p: exit 0 (rc=$rc)" test $rc -eq 0
   db_metrics "$WORK/pool$p.db" >"$WORK/pool$p.metrics"
 done
 check "pool 1 stored 4 jobs' metrics" test "$(cut -d' ' -f1 "$WORK/pool1.metrics" | sort -u | wc -l)" -eq 4
-check "pool 1 and pool 2 store identical metric values" cmp -s "$WORK/pool1.metrics" "$WORK/pool2.metrics"
+check "pool 1 x 1 thread and pool 2 x 2 threads store identical metric values" cmp -s "$WORK/pool1.metrics" "$WORK/pool2.metrics"
 check "table has a PASS row for lenet5_qat on onnx-qdq" grep -Eq "lenet5_qat +onnx-qdq +qat +top1 .*PASS" "$WORK/pool2.out"
 
 # The same sweep again: both caches hit, same values.
@@ -148,7 +138,7 @@ check "compare: a 10-point top-1 fall (5 allowed) exits 1 (rc=$rc)" test $rc -eq
 check "compare: names the regressed job and metric" grep -Eq "lenet5_qat/bm1690/qat +top1 .*REGRESSED" "$WORK/cmp.out"
 expect_ok "merge" "$RUN_EVAL" merge "$WORK/pool1.db" "$WORK/pool2.db" --into "$WORK/merged.db"
 expect_ok "merge again" "$RUN_EVAL" merge "$WORK/pool1.db" "$WORK/pool2.db" --into "$WORK/merged.db"
-check "merge: the same inputs twice add nothing" grep -q "0 run(s) added (0 job(s)), 2 already in" "$WORK/out"
+check "merge: the same inputs twice add nothing" grep -q "0 run(s) added, 0 shard(s) merged into a sweep run (0 job(s)), 2 already in" "$WORK/out"
 runs=$(/usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from runs').fetchone()[0])" "$WORK/merged.db")
 check "merge: 3 runs in the merged db ($runs)" test "$runs" -eq 3
 expect_ok "history" "$RUN_EVAL" history lenet5_qat --db "$WORK/merged.db"
