@@ -57,6 +57,9 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                     qo.train_limit = o->train_limit;
                     qo.compare = !o->no_compare;
                     qo.score_ptq = !o->no_ptq_eval;
+                    auto dist = distributed_from_env();  // torchrun's RANK/WORLD_SIZE: data-parallel QAT
+                    if (!dist.is_ok()) return fail(dist.status());
+                    qo.dist = *dist;
                     Graph fp32;
                     if (!o->weights.empty()) {
                       auto g = load_graph(o->weights);
@@ -71,6 +74,7 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                     }
                     auto r = quantize_zoo_model(*m, fp32, qo);
                     if (!r.is_ok()) return fail(r.status().with_context("quantize " + o->model));
+                    if (!is_lead_rank(qo.dist.get())) return 0;  // rank 0 reports and writes
                     std::cout << fmt::format("| model | chip | fp32 | PTQ (sim) | {} fake-quant | {} (sim) |\n"
                                              "|---|---|---|---|---|---|\n"
                                              "| {} | {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} |\n",

@@ -5,6 +5,11 @@
 //   qeval zoo list
 //   qeval zoo build MODEL --out FILE.qmodel [--seed S]
 //   qeval zoo eval MODEL --weights FILE.qmodel [--eval-limit N]
+//   qeval zoo diff A.qmodel B.qmodel [--tol X]
+// Data parallel (train, quantize): torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -27,9 +32,9 @@ std::string score_line(const EvalResult& e) {
 
 void add_train_commands(CLI::App& app, CommandList& cmds) {
   struct Opts {
-    std::string model, out, ckpt_dir, cache = "use", weights;
+    std::string model, out, ckpt_dir, cache = "use", weights, diff_a, diff_b;
     int epochs = 0, threads = 2;
-    double lr = 0;
+    double lr = 0, tol = 0;
     int64_t batch = 0, train_limit = -1, eval_limit = 0;
     uint64_t seed = 0;
     bool seed_set = false, resume = false;
@@ -65,11 +70,22 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
                     topts.eval_limit = o->eval_limit;
                     topts.checkpoint_dir = o->ckpt_dir;
                     topts.resume = o->resume;
+                    auto dist = distributed_from_env();  // torchrun's RANK/WORLD_SIZE: data-parallel training
+                    if (!dist.is_ok()) return fail(dist.status());
+                    topts.dist = *dist;
+                    const bool lead = is_lead_rank(topts.dist.get());
+                    if (topts.dist && o->cache != "bypass") {
+                      return fail(invalid_argument(
+                          "train {}: data-parallel training (WORLD_SIZE={}) does not use the cache; give --cache "
+                          "bypass and --out FILE",
+                          o->model, std::getenv("WORLD_SIZE")));
+                    }
                     const CachePolicy policy = o->cache == "refresh"  ? CachePolicy::kRefresh
                                                : o->cache == "bypass" ? CachePolicy::kBypass
                                                                       : CachePolicy::kUse;
                     auto b = fp32_baseline(*m, topts, policy);
                     if (!b.is_ok()) return fail(b.status().with_context("train " + o->model));
+                    if (!lead) return 0;  // rank 0 reports and writes
                     if (b->cache_hit) {
                       std::cout << fmt::format("{}: cache hit {} (fp32 {})\n", o->model, b->path,
                                                score_line(b->eval));
@@ -114,6 +130,50 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
                     std::cout << fmt::format("{}: {} nodes, {} constants -> {}\n", o->model, g->nodes.size(),
                                              g->constants.size(), o->out);
                     return 0;
+                  }});
+  auto* diff = zoo->add_subcommand(
+      "diff", "Compare the constants of two graphs (weights, running statistics, QAT scales): largest difference "
+              "relative to each tensor's largest magnitude; exit 1 above --tol");
+  diff->add_option("a", o->diff_a, "first .qmodel")->required();
+  diff->add_option("b", o->diff_b, "second .qmodel")->required();
+  diff->add_option("--tol", o->tol, "largest relative difference allowed (default 0: bit-identical)")
+      ->check(CLI::NonNegativeNumber);
+  cmds.push_back({diff, [o] {
+                    auto a = load_graph(o->diff_a);
+                    if (!a.is_ok()) return fail(a.status());
+                    auto b = load_graph(o->diff_b);
+                    if (!b.is_ok()) return fail(b.status());
+                    double worst = 0;
+                    std::string worst_name;
+                    int64_t elements = 0, differing = 0;
+                    for (const auto& [name, ta] : a->constants) {
+                      auto it = b->constants.find(name);
+                      if (it == b->constants.end() || it->second.shape() != ta.shape()) {
+                        return fail(invalid_argument("{} and {}: constant '{}' is missing or has another shape",
+                                                     o->diff_a, o->diff_b, name));
+                      }
+                      double mag = 0, d = 0;
+                      for (int64_t i = 0; i < ta.numel(); ++i) {
+                        const double x = ta.get_double(i), y = it->second.get_double(i);
+                        mag = std::max({mag, std::abs(x), std::abs(y)});
+                        d = std::max(d, std::abs(x - y));
+                        differing += x != y;
+                      }
+                      elements += ta.numel();
+                      const double rel = mag > 0 ? d / mag : 0;
+                      if (rel > worst || worst_name.empty()) {
+                        worst = rel;
+                        worst_name = name;
+                      }
+                    }
+                    if (a->constants.size() != b->constants.size()) {
+                      return fail(invalid_argument("{} has {} constants, {} has {}", o->diff_a, a->constants.size(),
+                                                   o->diff_b, b->constants.size()));
+                    }
+                    std::cout << fmt::format("{} constants, {} elements, {} differ; largest relative difference "
+                                             "{:.3g} ({})\n",
+                                             a->constants.size(), elements, differing, worst, worst_name);
+                    return worst <= o->tol ? 0 : 1;
                   }});
   auto* eval = zoo->add_subcommand("eval", "Score a zoo model's float weights on its test data");
   eval->add_option("model", o->model, "zoo model")->required();

@@ -184,6 +184,9 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
                        "run_eval (regression/cfg/det_tiny.yaml)", model.name);
   }
   at::set_num_threads(std::max(1, opts.threads));
+  // Data-parallel QAT: the other ranks calibrate and train, rank 0 scores and writes.
+  const bool lead = !opts.dist || opts.dist->rank() == 0;
+  const bool evaluate = opts.evaluate && lead;
   const QuantizeCfg& cfg = opts.cfg;
   QEVAL_ASSIGN_OR_RETURN(ChipProfile profile, load_profile(cfg.chip));
   QuantizeResult res;
@@ -204,7 +207,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     xtr = classifier_inputs(train, model, opts.train_limit);
     ytr = labels_of(train, opts.train_limit);
   }
-  if (opts.evaluate) {
+  if (evaluate) {
     QEVAL_ASSIGN_OR_RETURN(ImageSet test, load_fashion_mnist("test", opts.data_root));
     xte = classifier_inputs(test, model, opts.eval_limit);
     yte = labels_of(test, opts.eval_limit);
@@ -227,7 +230,7 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   topts.progress = false;
   topts.eval_limit = opts.eval_limit;
   topts.data_root = opts.data_root;
-  if (opts.evaluate) {
+  if (evaluate) {
     QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32, true));
     QEVAL_ASSIGN_OR_RETURN(res.fp32, evaluate_classifier(model, *fm, topts));
     note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
@@ -244,16 +247,18 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   {
     QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
     QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_batch_free(q, profile));
-    if (opts.score_ptq && opts.evaluate) {
+    if (opts.score_ptq && evaluate) {
       QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, nullptr, opts.progress, "ptq"));
       res.ptq_sim = p.eval;
     } else {
       res.ptq_sim.top1 = res.ptq_sim.top5 = -1;  // not scored
     }
     const std::string path = (fs::path(opts.out_dir) / (model.name + "_ptq.qmodel")).string();
-    QEVAL_RETURN_IF_ERROR(save_graph(prog, path));
-    res.files.push_back(path);
-    if (opts.score_ptq && opts.evaluate) {
+    if (lead) {
+      QEVAL_RETURN_IF_ERROR(save_graph(prog, path));
+      res.files.push_back(path);
+    }
+    if (opts.score_ptq && evaluate) {
       note(opts.progress, fmt::format("[quantize {}] PTQ (simulator) top-1 {:.2f}%", model.name, res.ptq_sim.top1));
     }
   }
@@ -278,18 +283,19 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     lo.progress = opts.progress;
     lo.checkpoint_dir = (fs::path(opts.out_dir) / "checkpoints").string();
     lo.resume = opts.resume;
+    lo.dist = opts.dist;
     const bool hflip = r.hflip;
     QatModule* m = qat.get();
-    BatchLossFn loss_fn = [&, m](const std::vector<int64_t>& idx, uint64_t rng) {
+    BatchLossFn loss_fn = [&, m](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
       torch::Tensor ii = torch::tensor(idx, torch::kInt64);
       torch::Tensor xb;
       DetBatch db;
       if (detect) {
-        db = det_batch(scenes, idx, rng, hflip);
+        db = det_batch(scenes, idx, rng, hflip, first);
         xb = db.images;
       } else {
         xb = xtr.index_select(0, ii);
-        if (hflip) random_hflip(xb, rng);
+        if (hflip) random_hflip(xb, rng, first);
       }
       xb = GraphModule::to_channels_last(xb);
       auto out = m->forward({xb});
@@ -319,16 +325,17 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     res.qat_images_per_second = loop.images_per_second;
   }
   qat->freeze();
-  if (opts.evaluate) {
+  if (!lead) return res;
+  if (evaluate) {
     QEVAL_ASSIGN_OR_RETURN(res.qat_fake_quant, evaluate_classifier(model, *qat, topts));
     note(opts.progress, fmt::format("[quantize {}] {} fake-quant top-1 {:.2f}%", model.name,
                                     res.did_qat ? "QAT" : "PTQ", res.qat_fake_quant.top1));
   }
 
   QEVAL_ASSIGN_OR_RETURN(Graph q, qat->convert_deploy());
-  if (opts.evaluate) q.metadata["fp32_top1"] = fmt::format("{:.4f}", res.fp32.top1);
+  if (evaluate) q.metadata["fp32_top1"] = fmt::format("{:.4f}", res.fp32.top1);
   QEVAL_ASSIGN_OR_RETURN(Graph prog, lower_batch_free(q, profile));
-  if (opts.evaluate) {
+  if (evaluate) {
     QEVAL_ASSIGN_OR_RETURN(SimPass p, sim_pass(model, prog, profile, xte, yte, opts.compare ? qat.get() : nullptr,
                                                opts.progress, res.did_qat ? "qat" : "final"));
     res.qat_sim = p.eval;

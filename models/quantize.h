@@ -33,6 +33,10 @@ struct QuantizeOptions {
   bool evaluate = true;
   std::string data_root;
   uint64_t seed = 0;
+  // Data-parallel QAT (models/trainer.h distributed_from_env): every rank
+  // calibrates alike and trains on its slice of each batch; only rank 0
+  // scores and writes the outputs.
+  std::shared_ptr<const Distributed> dist;
 };
 
 // Disagreement of one integer activation between a QAT forward and the simulator.

@@ -36,7 +36,8 @@ Result<DetSceneSet> make_det_scenes(const ImageSet& source, uint64_t seed, int64
   return s;
 }
 
-DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64_t rng, bool hflip) {
+DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64_t rng, bool hflip,
+                   int64_t first) {
   constexpr int64_t G = kDetGrid;
   const int64_t n = static_cast<int64_t>(idx.size());
   DetBatch b;
@@ -45,6 +46,7 @@ DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64
   b.reg = torch::empty({n, 4, G, G});
   b.mask = torch::empty({n, G, G});
   SplitMix64 flips(rng);
+  for (int64_t k = 0; hflip && k < first; ++k) flips.next();
   for (int64_t k = 0; k < n; ++k) {
     std::vector<DetBox> boxes = s.boxes[idx[k]];
     torch::Tensor img = s.images[idx[k]];
@@ -132,8 +134,8 @@ Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& op
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
   QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
   const bool hflip = model.recipe.hflip;
-  BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng) {
-    DetBatch b = det_batch(scenes, idx, rng, hflip);
+  BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
+    DetBatch b = det_batch(scenes, idx, rng, hflip, first);
     auto out = module->forward({GraphModule::to_channels_last(b.images)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
     return det_loss((*out)[0], b);

@@ -62,6 +62,15 @@ std::string ckpt_path(const std::string& dir, const std::string& model, int epoc
 
 }  // namespace
 
+Result<std::shared_ptr<const Distributed>> distributed_from_env() {
+  QEVAL_ASSIGN_OR_RETURN(DistOptions o, dist_options_from_env());
+  if (o.world_size <= 1) return std::shared_ptr<const Distributed>();
+  QEVAL_ASSIGN_OR_RETURN(std::shared_ptr<Distributed> d, Distributed::create(o));
+  return std::shared_ptr<const Distributed>(std::move(d));
+}
+
+bool is_lead_rank(const Distributed* dist) { return !dist || dist->rank() == 0; }
+
 Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
                                   const BatchLossFn& loss_fn, const TrainOptions& opts) {
   // Each step allocates and frees the same multi-MB activations. With glibc's
@@ -78,6 +87,20 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
     return invalid_argument("{}: schedule '{}' (use onecycle, cosine or constant)", model.name, r.schedule);
   }
   if (r.batch <= 0 || r.epochs <= 0) return invalid_argument("{}: batch and epochs must be > 0", model.name);
+  const Distributed* dist = opts.dist && opts.dist->active() ? opts.dist.get() : nullptr;
+  const bool lead = !dist || dist->rank() == 0;  // prints and checkpoints
+  if (dist) {
+    // Every rank starts from rank 0's state: weights, running statistics and,
+    // for QAT, the calibrated scales and stage (all in the checkpoint graph).
+    module.set_distributed(opts.dist);
+    QEVAL_ASSIGN_OR_RETURN(Graph g0, module.to_graph());
+    QEVAL_ASSIGN_OR_RETURN(std::string bytes, graph_to_bytes(g0));
+    QEVAL_ASSIGN_OR_RETURN(bytes, dist->broadcast_bytes(bytes));
+    if (dist->rank() != 0) {
+      QEVAL_ASSIGN_OR_RETURN(Graph g, graph_from_bytes(bytes, "rank 0's model"));
+      QEVAL_RETURN_IF_ERROR(module.load_weights(g).with_context("data-parallel start"));
+    }
+  }
   auto opt = make_optimizer(module.parameters(), r);
   const int64_t steps_per_epoch = (num_samples + r.batch - 1) / r.batch;
   const int64_t total_steps = steps_per_epoch * r.epochs;
@@ -106,7 +129,9 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         out.epoch_loss.push_back(std::stod(it->second.substr(pos, comma - pos)));
         pos = comma + 1;
       }
-      if (opts.progress) std::cerr << fmt::format("[train {}] resumed after epoch {} from {}\n", model.name, e, gp);
+      if (opts.progress && lead) {
+        std::cerr << fmt::format("[train {}] resumed after epoch {} from {}\n", model.name, e, gp);
+      }
       break;
     }
   }
@@ -128,15 +153,32 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
     auto last_print = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
       const int64_t b0 = s * r.batch, b1 = std::min(num_samples, b0 + r.batch);
-      std::vector<int64_t> idx(perm.begin() + b0, perm.begin() + b1);
+      // Data parallel: rank k takes the k-th of world-size near-equal slices and
+      // scales its mean loss by its share, so the summed gradients are the
+      // global batch's. A batch smaller than the world (an epoch's tail) is
+      // skipped by every rank alike.
+      int64_t first = 0, count = b1 - b0;
+      if (dist) {
+        const int64_t w = dist->world_size(), k = dist->rank();
+        if (count < w) continue;
+        first = k * (count / w) + std::min(k, count % w);
+        count = count / w + (k < count % w ? 1 : 0);
+      }
+      std::vector<int64_t> idx(perm.begin() + b0 + first, perm.begin() + b0 + first + count);
       const int64_t step = epoch * steps_per_epoch + s;
       set_lr(*opt, scheduled_lr(r, step, total_steps), scheduled_momentum(r, step, total_steps),
              r.optimizer == "sgd");
       torch::Tensor loss;
       try {
         opt->zero_grad();
-        loss = loss_fn(idx, rng.state() ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull));
+        loss = loss_fn(idx, rng.state() ^ (static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull), first);
+        if (dist) loss = loss * (static_cast<double>(count) / static_cast<double>(b1 - b0));
         loss.backward();
+        if (dist) {
+          dist->all_reduce_gradients(module.parameters());
+          loss = loss.detach().clone();
+          dist->all_reduce_sum(loss);  // the global batch's mean loss
+        }
         if (r.grad_clip > 0) torch::nn::utils::clip_grad_norm_(module.parameters(), r.grad_clip);
         opt->step();
       } catch (const std::exception& ex) {
@@ -147,12 +189,12 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
         return internal_error("{}: loss is {} at epoch {} step {} (lr {:.3g}); lower the learning rate",
                               model.name, lv, epoch + 1, s, scheduled_lr(r, epoch * steps_per_epoch + s, total_steps));
       }
-      loss_sum += lv * static_cast<double>(idx.size());
-      loss_n += static_cast<int64_t>(idx.size());
-      images_done += static_cast<int64_t>(idx.size());
+      loss_sum += lv * static_cast<double>(b1 - b0);
+      loss_n += b1 - b0;
+      images_done += b1 - b0;
       const auto now = std::chrono::steady_clock::now();
       const double since = std::chrono::duration<double>(now - last_print).count();
-      if (opts.progress && (s + 1 == steps_per_epoch || since > (tty ? 0.5 : 30.0))) {
+      if (lead && opts.progress && (s + 1 == steps_per_epoch || since > (tty ? 0.5 : 30.0))) {
         last_print = now;
         const double el = std::chrono::duration<double>(now - t_start).count();
         const double ips = images_done / std::max(1e-9, el);
@@ -163,9 +205,9 @@ Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, in
                                  format_duration(left / std::max(1.0, ips)), tty ? "\033[K" : "\n");
       }
     }
-    if (opts.progress && tty) std::cerr << "\n";
+    if (lead && opts.progress && tty) std::cerr << "\n";
     out.epoch_loss.push_back(loss_sum / std::max<int64_t>(1, loss_n));
-    if (!opts.checkpoint_dir.empty()) {
+    if (lead && !opts.checkpoint_dir.empty()) {
       std::error_code ec;
       fs::create_directories(opts.checkpoint_dir, ec);
       if (ec) return io_error("{}: cannot create checkpoint folder: {}", opts.checkpoint_dir, ec.message());

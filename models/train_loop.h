@@ -16,9 +16,12 @@
 
 namespace qeval {
 
-// Loss of the batch `idx` (sample indices); `rng` is a seed derived from
-// (recipe seed, epoch, batch) for augmentation decisions (core/random.h).
-using BatchLossFn = std::function<torch::Tensor(const std::vector<int64_t>& idx, uint64_t rng)>;
+// Mean loss of the batch `idx` (sample indices); `rng` is a seed derived from
+// (recipe seed, epoch, batch) for augmentation decisions (core/random.h), and
+// `first` the position of idx[0] in the global batch: a data-parallel rank
+// trains on a slice of it and must draw the augmentation bits of its samples
+// (random_hflip, det_batch), not of the slice's first ones.
+using BatchLossFn = std::function<torch::Tensor(const std::vector<int64_t>& idx, uint64_t rng, int64_t first)>;
 
 struct LoopResult {
   std::vector<double> epoch_loss;
@@ -40,8 +43,9 @@ torch::Tensor classifier_inputs(const ImageSet& s, const ZooModel& m, int64_t li
 torch::Tensor labels_of(const ImageSet& s, int64_t limit);
 
 // Flips each sample of the batch horizontally with p = 0.5, one bit of
-// SplitMix64(rng) per sample (the trainers' augmentation), in place.
-void random_hflip(torch::Tensor& xb, uint64_t rng);
+// SplitMix64(rng) per sample (the trainers' augmentation), in place; sample k
+// takes draw first + k.
+void random_hflip(torch::Tensor& xb, uint64_t rng, int64_t first = 0);
 
 // Top-1/top-5 of a module (fp32 or QAT) on the Fashion-MNIST test set.
 Result<EvalResult> evaluate_classifier(const ZooModel& model, GraphModule& module, const TrainOptions& opts);
@@ -61,7 +65,8 @@ Result<DetSceneSet> make_det_scenes(const ImageSet& source, uint64_t seed, int64
 struct DetBatch {
   torch::Tensor images, heat, reg, mask;
 };
-DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64_t rng, bool hflip);
+DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64_t rng, bool hflip,
+                   int64_t first = 0);
 // CenterNet focal loss on the class heatmaps + L1 on offset and log-size.
 torch::Tensor det_loss(const torch::Tensor& head, const DetBatch& b);
 

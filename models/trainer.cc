@@ -9,8 +9,9 @@
 
 namespace qeval {
 
-void random_hflip(torch::Tensor& xb, uint64_t rng) {
+void random_hflip(torch::Tensor& xb, uint64_t rng, int64_t first) {
   SplitMix64 flips(rng);
+  for (int64_t k = 0; k < first; ++k) flips.next();
   std::vector<int64_t> flip;
   for (int64_t k = 0; k < xb.size(0); ++k) {
     if (flips.next() & 1) flip.push_back(k);
@@ -93,11 +94,11 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
   QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
   const bool hflip = model.recipe.hflip;
-  BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng) {
+  BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
     torch::Tensor ii = torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
                                         torch::kInt64);
     torch::Tensor xb = x.index_select(0, ii);
-    if (hflip) random_hflip(xb, rng);
+    if (hflip) random_hflip(xb, rng, first);
     auto out = module->forward({GraphModule::to_channels_last(xb)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
     return torch::nn::functional::cross_entropy((*out)[0], y.index_select(0, ii));

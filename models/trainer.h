@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 
 namespace qeval {
 
+class Distributed;  // quant/distributed.h
+
 struct TrainOptions {
   int threads = 2;
   std::string checkpoint_dir;  // "" = no checkpoints
@@ -22,6 +25,9 @@ struct TrainOptions {
   bool progress = true;        // live progress line on stderr
   int64_t eval_limit = 0;      // 0 = whole test set
   std::string data_root;       // Fashion-MNIST folder ("" = default)
+  // Data-parallel training (run_train_loop): each global batch is split over
+  // the ranks; null or world size 1 = one process.
+  std::shared_ptr<const Distributed> dist;
 };
 
 struct EvalResult {
@@ -44,6 +50,12 @@ struct TrainResult {
 
 
 Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& opts);
+
+// The data-parallel group of this process from torchrun's environment (RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT; quant/distributed.h); null when
+// WORLD_SIZE is unset or 1. Blocks until every rank has joined.
+Result<std::shared_ptr<const Distributed>> distributed_from_env();
+bool is_lead_rank(const Distributed* dist);  // rank 0, or not data-parallel (null)
 
 // Scores a float graph of `model` on its test data (Fashion-MNIST test set, or
 // 500 held-out synthetic scenes for det_tiny) with the LibTorch interpreter.

@@ -130,6 +130,10 @@ torch::Tensor GraphModule::run_node(const Node& n, const std::vector<torch::Tens
       return torch::matmul(x, in[1]);
     case OpKind::kBatchNorm: {
       // Running statistics are buffers: updated in place in training mode.
+      if (training_ && dist_) {
+        return sync_batch_norm(dist_.get(), x, in[1], in[2], tensors_.at(n.inputs[3]), tensors_.at(n.inputs[4]),
+                               n.attr_float("momentum", 0.1), n.attr_float("epsilon", 1e-5));
+      }
       return torch::batch_norm(x, in[1], in[2], tensors_.at(n.inputs[3]), tensors_.at(n.inputs[4]),
                                training_, n.attr_float("momentum", 0.1), n.attr_float("epsilon", 1e-5),
                                false);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "quant/distributed.h"
 
 namespace qeval {
 
@@ -48,6 +49,10 @@ class GraphModule {
   // The graph with the current weights and running statistics.
   virtual Result<Graph> to_graph() const;
   const Graph& graph() const { return graph_; }
+  // Data-parallel training: BatchNorm in training mode then normalises with the
+  // statistics of every rank's batch (quant/distributed.h).
+  void set_distributed(std::shared_ptr<const Distributed> d) { dist_ = std::move(d); }
+  const Distributed* distributed() const { return dist_.get(); }
 
  protected:
   explicit GraphModule(Graph g) : graph_(std::move(g)) {}
@@ -62,6 +67,7 @@ class GraphModule {
   std::map<std::string, torch::Tensor> tensors_;  // constants as torch tensors
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   bool training_ = false;
+  std::shared_ptr<const Distributed> dist_;
 };
 
 }  // namespace qeval

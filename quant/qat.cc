@@ -185,9 +185,9 @@ torch::Tensor QatModule::run_layer(const Node& n, const std::vector<torch::Tenso
   const Node& bn = *bn_it->second;
   torch::Tensor y = GraphModule::run_node(n, {in[0], w}) / bn_factor(bn).reshape({1, -1, 1, 1});
   if (n.inputs.size() > 2 && !n.inputs[2].empty()) y = y + tensors_.at(n.inputs[2]).reshape({1, -1, 1, 1});
-  return torch::batch_norm(y, tensors_.at(bn.inputs[1]), tensors_.at(bn.inputs[2]), tensors_.at(bn.inputs[3]),
-                           tensors_.at(bn.inputs[4]), true, bn.attr_float("momentum", 0.1),
-                           bn.attr_float("epsilon", 1e-5), false);
+  return sync_batch_norm(dist_.get(), y, tensors_.at(bn.inputs[1]), tensors_.at(bn.inputs[2]),
+                         tensors_.at(bn.inputs[3]), tensors_.at(bn.inputs[4]), bn.attr_float("momentum", 0.1),
+                         bn.attr_float("epsilon", 1e-5));
 }
 
 torch::Tensor QatModule::quantize_act(const std::string& v, const torch::Tensor& x) {
