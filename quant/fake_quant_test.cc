@@ -55,6 +55,50 @@ TEST(FakeQuant, PerChannelUsesEachChannelsScale) {
   }
 }
 
+// The fused one-pass kernel (dense float32 inputs) and the composite tensor
+// expression (any other input: here a strided view) give bit-identical
+// outputs, input gradients and LSQ scale gradients, per tensor and per channel
+// (weights in NCHW and channels-last), for every rounding mode.
+TEST(FakeQuant, FusedKernelEqualsTheCompositeExpressionBitForBit) {
+  torch::manual_seed(11);
+  int64_t compared = 0;
+  for (RoundingMode mode : {RoundingMode::kHalfUp, RoundingMode::kHalfAwayFromZero, RoundingMode::kHalfToEven}) {
+    for (bool per_channel : {false, true}) {
+      for (bool channels_last : {false, true}) {
+        for (bool lsq : {false, true}) {
+          const int64_t C = 8;
+          // Twice the width: the view [..., ::2] is not dense, so it takes the composite path.
+          // Both inputs share a memory order (NCHW or channels-last), so reductions agree too.
+          const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+          const torch::Tensor base = (torch::randn({C, 5, 3, 8}) * 0.4).contiguous(format);
+          const torch::Tensor composite_in = base.slice(3, 0, 8, 2);
+          const torch::Tensor fused_in = composite_in.contiguous(format);
+          ASSERT_FALSE(composite_in.is_non_overlapping_and_dense());
+          const torch::Tensor scale = per_channel ? torch::rand({C}) * 0.01 + 0.002 : torch::tensor({0.0037f});
+          const torch::Tensor zp = per_channel ? torch::zeros({C}) : torch::tensor({3.0f});
+          FakeQuantSpec spec{-128, 127, per_channel ? 0 : -1, mode};
+          auto run = [&](const torch::Tensor& in) {
+            torch::Tensor x = in.detach().requires_grad_(true);
+            torch::Tensor s = scale.clone().set_requires_grad(lsq);
+            torch::Tensor y = lsq ? fake_quant_lsq(x, s, zp, spec) : fake_quant_ste(x, s, zp, spec);
+            const torch::Tensor g = torch::linspace(-1, 1, y.numel()).reshape(y.sizes());
+            y.backward(g);
+            return std::tuple{y.detach().contiguous(), x.grad().contiguous(),
+                              lsq ? s.grad().contiguous() : torch::zeros({1})};
+          };
+          auto [y1, gx1, gs1] = run(fused_in);
+          auto [y2, gx2, gs2] = run(composite_in);
+          ASSERT_TRUE(torch::equal(y1, y2)) << "mode " << int(mode) << " pc " << per_channel << " cl " << channels_last;
+          ASSERT_TRUE(torch::equal(gx1, gx2)) << "mode " << int(mode) << " pc " << per_channel;
+          ASSERT_TRUE(torch::equal(gs1, gs2)) << "mode " << int(mode) << " pc " << per_channel << " lsq " << lsq;
+          compared += y1.numel();
+        }
+      }
+    }
+  }
+  EXPECT_EQ(compared, 24 * 8 * 5 * 3 * 4);
+}
+
 TEST(FakeQuant, SteGradientIsTheInRangeMask) {
   const torch::Tensor x = torch::tensor({-10.f, -1.28f, 0.3f, 1.27f, 1.3f, 10.f}).set_requires_grad(true);
   FakeQuantSpec spec;  // int8, scale 0.01: range [-1.28, 1.27]
