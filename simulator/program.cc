@@ -1,8 +1,36 @@
 #include "simulator/program.h"
 
+#include <mutex>
+#include <optional>
 #include <set>
 
 namespace qeval {
+
+// Only this executor's runs hold the tensors given back (node outputs no
+// longer referenced), so their storage is free to reuse; at most kMaxBytes
+// are kept.
+struct Executor::Spare {
+  static constexpr int64_t kMaxBytes = int64_t{256} << 20;
+  std::mutex mu;
+  std::multimap<std::pair<DType, int64_t>, Tensor> free;
+  int64_t bytes = 0;
+
+  std::optional<Tensor> take(DType dtype, int64_t numel) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = free.find({dtype, numel});
+    if (it == free.end()) return std::nullopt;
+    Tensor t = std::move(it->second);
+    free.erase(it);
+    bytes -= static_cast<int64_t>(t.nbytes());
+    return t;
+  }
+  void give(Tensor t) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (bytes + static_cast<int64_t>(t.nbytes()) > kMaxBytes) return;
+    bytes += static_cast<int64_t>(t.nbytes());
+    free.emplace(std::make_pair(t.dtype(), t.numel()), std::move(t));
+  }
+};
 
 Result<Graph> lower_graph(Graph g, const ChipProfile& profile) {
   QEVAL_RETURN_IF_ERROR(g.validate());
@@ -16,7 +44,17 @@ Result<Graph> lower_graph(Graph g, const ChipProfile& profile) {
 }
 
 Result<Executor> Executor::create(Graph program, ChipProfile profile) {
+  QEVAL_ASSIGN_OR_RETURN(KernelMode mode, kernel_mode_from_env());
+  return create(std::move(program), std::move(profile), mode);
+}
+
+Result<Executor> Executor::create(Graph program, ChipProfile profile, KernelMode mode) {
+  if (!kernel_mode_supported(mode)) {
+    return unsupported("kernel mode '{}': this CPU lacks the instruction set",
+                       kernel_mode_name(mode));
+  }
   Executor ex;
+  ex.spare_ = std::make_shared<Spare>();
   ex.graph_ = std::move(program);
   ex.profile_ = std::move(profile);
   QEVAL_RETURN_IF_ERROR(ex.graph_.validate());
@@ -26,7 +64,7 @@ Result<Executor> Executor::create(Graph program, ChipProfile profile) {
                             it->second, ex.profile_.name);
   }
   for (const Node& n : ex.graph_.nodes) {
-    QEVAL_ASSIGN_OR_RETURN(EvalFn fn, prepare_node(KernelArgs{n, ex.graph_, ex.profile_}));
+    QEVAL_ASSIGN_OR_RETURN(EvalFn fn, prepare_node(KernelArgs{n, ex.graph_, ex.profile_, mode}));
     ex.kernels_.push_back(std::move(fn));
   }
   // Free each intermediate after its last consumer.
@@ -37,9 +75,12 @@ Result<Executor> Executor::create(Graph program, ChipProfile profile) {
     }
   }
   std::set<std::string> keep(ex.graph_.outputs.begin(), ex.graph_.outputs.end());
+  const std::set<std::string> inputs(ex.graph_.inputs.begin(), ex.graph_.inputs.end());
   ex.frees_.assign(ex.graph_.nodes.size(), {});
   for (const auto& [name, i] : last) {
-    if (!keep.count(name) && !ex.graph_.is_constant(name)) ex.frees_[i].push_back(name);
+    if (!keep.count(name) && !ex.graph_.is_constant(name)) {
+      ex.frees_[i].push_back({name, !inputs.count(name)});
+    }
   }
   return ex;
 }
@@ -94,7 +135,14 @@ Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, 
     std::vector<Tensor> outs;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueInfo* vi = graph_.find_value(n.outputs[o]);
-      outs.emplace_back(vi ? vi->dtype : DType::kFloat32, out_shapes[o]);
+      const DType dtype = vi ? vi->dtype : DType::kFloat32;
+      std::optional<Tensor> reused = spare_->take(dtype, shape_numel(out_shapes[o]));
+      if (!reused) {
+        outs.emplace_back(dtype, out_shapes[o]);
+        continue;
+      }
+      QEVAL_ASSIGN_OR_RETURN(Tensor t, reused->reshaped(out_shapes[o]));
+      outs.push_back(std::move(t));
     }
     std::vector<Tensor*> out_ptrs;
     for (Tensor& t : outs) out_ptrs.push_back(&t);
@@ -102,7 +150,12 @@ Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, 
     if (!s.is_ok()) return s.with_context(n.describe());
     for (size_t o = 0; o < n.outputs.size(); ++o) env[n.outputs[o]] = std::move(outs[o]);
     if (!opts.keep_intermediates) {
-      for (const std::string& f : frees_[i]) env.erase(f);
+      for (const Free& f : frees_[i]) {
+        auto it = env.find(f.value);
+        if (it == env.end()) continue;
+        if (f.produced) spare_->give(std::move(it->second));
+        env.erase(it);
+      }
     }
   }
   if (opts.keep_intermediates) return env;

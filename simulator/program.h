@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,10 @@ struct RunOptions {
 class Executor {
  public:
   // `program` must have been lowered for `profile` (a qmodel may be lowered
-  // again for another profile with lower_graph first).
+  // again for another profile with lower_graph first). Kernels: `mode`, or
+  // $QEVAL_SIM_KERNELS (default optimized); every mode computes the same bits.
   static Result<Executor> create(Graph program, ChipProfile profile);
+  static Result<Executor> create(Graph program, ChipProfile profile, KernelMode mode);
 
   Result<std::map<std::string, Tensor>> run(const std::map<std::string, Tensor>& inputs,
                                             const RunOptions& opts = {}) const;
@@ -35,7 +38,19 @@ class Executor {
   Graph graph_;
   ChipProfile profile_;
   std::vector<EvalFn> kernels_;
-  std::vector<std::vector<std::string>> frees_;  // per node: values dead after it
+  // Per node: values dead after it, and whether a node produced them (then
+  // only this run holds them and their storage may serve a later output).
+  struct Free {
+    std::string value;
+    bool produced = false;
+  };
+  std::vector<std::vector<Free>> frees_;
+  // Storage of dead intermediates, kept for later outputs of the same dtype and
+  // size (this run's and the next runs'): a fresh multi-MB allocation at every
+  // node costs more in page faults and zero-filling than some kernels take
+  // (kernels write all of their outputs, kernel.h). Shared by copies.
+  struct Spare;
+  std::shared_ptr<Spare> spare_;
 };
 
 }  // namespace qeval

@@ -109,6 +109,27 @@ Result<Requant> load_requant(const Node& node, const ChipProfile& p, const std::
   return rq;
 }
 
+Result<OutStage> make_out_stage(const KernelArgs& a) {
+  OutStage st;
+  st.y = qview(a.graph, a.node.outputs[0]);
+  st.is_float = !is_integer_node(a.node, a.graph);
+  if (st.is_float) return st;
+  const QView x = qview(a.graph, a.node.inputs[0]), w = qview(a.graph, a.node.inputs[1]);
+  if (!x.quantized || !w.quantized) {
+    return invalid_argument("{}: integer output but input or weight has no quantization params",
+                            a.node.describe());
+  }
+  if (!st.y.quantized) {
+    if (st.y.dtype != DType::kInt32) {
+      return invalid_argument("{}: unquantized integer output must be int32", a.node.describe());
+    }
+    st.raw = true;
+    return st;
+  }
+  QEVAL_ASSIGN_OR_RETURN(st.rq, load_requant(a.node, a.profile));
+  return st;
+}
+
 Result<Tensor> rescale_lut(const Node& n, const QView& in, const QView& out,
                            const ChipProfile& p) {
   QEVAL_RETURN_IF_ERROR(check_lut_input(n, in));

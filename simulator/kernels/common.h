@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,56 @@ struct Requant {
     return requantize(acc, mult.size() > 1 ? mult[c] : mult[0], zp, qmin, qmax, scheme, mode);
   }
 };
+
+// Output stage of Conv2d / Linear / MatMul (reference and optimized kernels):
+// acc[c] (exact, int64) -> sat_int32 -> the int32 itself (raw: ONNX ConvInteger,
+// MatMulInteger) or requantized into the output's dtype.
+struct OutStage {
+  bool raw = false;   // int32 accumulator output
+  bool is_float = false;
+  Requant rq;
+  QView y;
+  int32_t finish(int64_t acc, int64_t c) const {
+    const int32_t a = saturate_int32(acc);
+    return raw ? a : rq.apply(a, c, y.z(), y.qmin, y.qmax);
+  }
+  void store(Tensor& out, int64_t i, int64_t acc, int64_t c) const {
+    store_i(out, i, finish(acc, c));
+  }
+};
+Result<OutStage> make_out_stage(const KernelArgs& a);
+
+// Add of two integer operands with the parameters lower_Add stores:
+//  float scheme (onnxruntime QLinearAdd): t = fma(a + off, ra, fma(b + off, rb, fixed)),
+//    y = clamp(cvtps2dq(t), qmin + off, qmax + off) - off
+//  integer schemes: y = add_requantize(a - za, b - zb, ma, mb, r, zc, qmin, qmax, mode)
+struct AddRequant {
+  bool float_scheme = false;
+  float ra = 0, rb = 0, fixed = 0;
+  int32_t off = 0;
+  int32_t za = 0, zb = 0, zc = 0, ma = 0, mb = 0;
+  int r = 0;
+  RoundingMode mode = RoundingMode::kHalfUp;
+  int32_t qmin = 0, qmax = 0;
+  int32_t apply(int32_t a, int32_t b) const {
+    if (float_scheme) {
+      const float t = std::fma(static_cast<float>(a + off), ra,
+                               std::fma(static_cast<float>(b + off), rb, fixed));
+      return static_cast<int32_t>(clamp_i64(float_to_int32_rne(t), qmin + off, qmax + off) - off);
+    }
+    return add_requantize(a - za, b - zb, ma, mb, r, zc, qmin, qmax, mode);
+  }
+};
+
+// What prepare_* returns: the optimized kernel `opt(reference)` makes for the
+// node (opt_kernels.h) unless the mode is reference or it makes none.
+template <typename Opt>
+EvalFn optimized_or(const KernelArgs& a, const EvalFn& reference, Opt&& opt) {
+  if (a.mode == KernelMode::kReference) return reference;
+  std::optional<EvalFn> fn = opt(reference);
+  return fn ? *fn : reference;
+}
+
 // Lowering side: derive per-channel params for real scales `reals` into node.params.
 Status store_requant(Node& node, const std::vector<double>& reals, const std::vector<float>& freals,
                      const ChipProfile& p, const std::string& prefix = "");

@@ -9,6 +9,7 @@
 #include <tbb/parallel_for.h>
 
 #include "simulator/kernels/common.h"
+#include "simulator/kernels/opt_kernels.h"
 
 namespace qeval {
 
@@ -49,43 +50,6 @@ int64_t weight_channels(const Node& n, const Graph& g, int axis_from_end) {
   const ValueInfo* w = g.find_value(n.inputs[1]);
   if (!w || w->shape.empty()) return 1;
   return w->shape[axis_from_end < 0 ? w->shape.size() + axis_from_end : axis_from_end];
-}
-
-// Output stage shared by the three ops.
-struct OutStage {
-  bool raw = false;   // int32 accumulator output
-  bool is_float = false;
-  Requant rq;
-  QView y;
-  void store(Tensor& out, int64_t i, int64_t acc, int64_t c) const {
-    const int32_t a = saturate_int32(acc);
-    if (raw) {
-      store_i(out, i, a);
-    } else {
-      store_i(out, i, rq.apply(a, c, y.z(), y.qmin, y.qmax));
-    }
-  }
-};
-
-Result<OutStage> make_out_stage(const KernelArgs& a) {
-  OutStage st;
-  st.y = qview(a.graph, a.node.outputs[0]);
-  st.is_float = !is_integer_node(a.node, a.graph);
-  if (st.is_float) return st;
-  const QView x = qview(a.graph, a.node.inputs[0]), w = qview(a.graph, a.node.inputs[1]);
-  if (!x.quantized || !w.quantized) {
-    return invalid_argument("{}: integer output but input or weight has no quantization params",
-                            a.node.describe());
-  }
-  if (!st.y.quantized) {
-    if (st.y.dtype != DType::kInt32) {
-      return invalid_argument("{}: unquantized integer output must be int32", a.node.describe());
-    }
-    st.raw = true;
-    return st;
-  }
-  QEVAL_ASSIGN_OR_RETURN(st.rq, load_requant(a.node, a.profile));
-  return st;
 }
 
 // x - z_x for every element, as int32 (8/16-bit inputs) - the reference is plain.
@@ -143,7 +107,7 @@ Result<EvalFn> prepare_Conv2d(const KernelArgs& a) {
   const auto dil = n.attr_ints("dilations", {1, 1});
   const int64_t group = n.attr_int("group", 1);
   const QView qx = qview(a.graph, n.inputs[0]), qw = qview(a.graph, n.inputs[1]);
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *in[0];
     const Tensor& W = *in[1];
     const Tensor* B = in.size() > 2 ? in[2] : nullptr;
@@ -169,6 +133,7 @@ Result<EvalFn> prepare_Conv2d(const KernelArgs& a) {
         [&](int64_t yi, int64_t acc, int64_t m) { st.store(Y, yi, acc, m); });
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_conv2d(a, st, r); });
 }
 
 Status lower_Linear(Node& n, const Graph& g, const ChipProfile& p) {
@@ -178,7 +143,7 @@ Status lower_Linear(Node& n, const Graph& g, const ChipProfile& p) {
 Result<EvalFn> prepare_Linear(const KernelArgs& a) {
   QEVAL_ASSIGN_OR_RETURN(OutStage st, make_out_stage(a));
   const QView qx = qview(a.graph, a.node.inputs[0]), qw = qview(a.graph, a.node.inputs[1]);
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *in[0];
     const Tensor& W = *in[1];
     const Tensor* B = in.size() > 2 ? in[2] : nullptr;
@@ -205,6 +170,7 @@ Result<EvalFn> prepare_Linear(const KernelArgs& a) {
       }
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_linear(a, st, r); });
 }
 
 Status lower_MatMul(Node& n, const Graph& g, const ChipProfile& p) {
@@ -214,7 +180,7 @@ Status lower_MatMul(Node& n, const Graph& g, const ChipProfile& p) {
 Result<EvalFn> prepare_MatMul(const KernelArgs& a) {
   QEVAL_ASSIGN_OR_RETURN(OutStage st, make_out_stage(a));
   const QView qa = qview(a.graph, a.node.inputs[0]), qb = qview(a.graph, a.node.inputs[1]);
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& A = *in[0];
     const Tensor& B = *in[1];
     Tensor& Y = *out[0];
@@ -251,6 +217,7 @@ Result<EvalFn> prepare_MatMul(const KernelArgs& a) {
     }
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_matmul(a, st, r); });
 }
 
 }  // namespace qeval

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "simulator/kernels/common.h"
+#include "simulator/kernels/opt_kernels.h"
 
 namespace qeval {
 
@@ -61,12 +62,13 @@ Result<EvalFn> prepare_unary(const KernelArgs& a) {
     return invalid_argument("{}: table has {} entries for a {} input", n.describe(), lut.numel(),
                             dtype_name(in.dtype));
   }
-  return EvalFn([lut, in](const std::vector<const Tensor*>& x, std::vector<Tensor*>& y) -> Status {
+  EvalFn ref([lut, in](const std::vector<const Tensor*>& x, std::vector<Tensor*>& y) -> Status {
     for (int64_t i = 0; i < x[0]->numel(); ++i) {
       store_i(*y[0], i, load_i(lut, load_i(*x[0], i) - in.qmin));
     }
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::tabulate_unary(a, r); });
 }
 
 // Binary ops: numpy broadcasting over flat indices.
@@ -163,10 +165,17 @@ Result<EvalFn> prepare_Add(const KernelArgs& a) {
   if (a.profile.requant == RequantScheme::kFloat) {
     QEVAL_RETURN_IF_ERROR(need_param(n, "ratio"));
     QEVAL_RETURN_IF_ERROR(need_param(n, "fixed"));
-    const float ra = param(n, "ratio").data<float>()[0], rb = param(n, "ratio").data<float>()[1];
-    const float fixed = param(n, "fixed").data<float>()[0];
-    const int32_t off = qc.dtype == DType::kInt8 ? 128 : 0;
-    return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+    AddRequant ar;
+    ar.float_scheme = true;
+    ar.ra = param(n, "ratio").data<float>()[0];
+    ar.rb = param(n, "ratio").data<float>()[1];
+    ar.fixed = param(n, "fixed").data<float>()[0];
+    ar.off = qc.dtype == DType::kInt8 ? 128 : 0;
+    ar.qmin = qc.qmin;
+    ar.qmax = qc.qmax;
+    const float ra = ar.ra, rb = ar.rb, fixed = ar.fixed;
+    const int32_t off = ar.off;
+    EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
       const Tensor &A = *in[0], &B = *in[1];
       Tensor& Y = *out[0];
       const bool a_scalar = A.numel() == 1 && B.numel() > 1;
@@ -175,32 +184,40 @@ Result<EvalFn> prepare_Add(const KernelArgs& a) {
       const float fixed_a = fixed + static_cast<float>(load_i(A, 0) + off) * ra;
       const float fixed_b = fixed + static_cast<float>(load_i(B, 0) + off) * rb;
       binary_loop(A, B, Y, [&](int64_t i, int64_t ia, int64_t ib) {
-        const float fa = static_cast<float>(load_i(A, ia) + off);
-        const float fb = static_cast<float>(load_i(B, ib) + off);
-        float t;
-        if (b_scalar) t = std::fma(fa, ra, fixed_b);
-        else if (a_scalar) t = std::fma(fb, rb, fixed_a);
-        else t = std::fma(fa, ra, std::fma(fb, rb, fixed));
+        if (!a_scalar && !b_scalar) {
+          store_i(Y, i, ar.apply(load_i(A, ia), load_i(B, ib)));
+          return;
+        }
+        const float t = b_scalar ? std::fma(static_cast<float>(load_i(A, ia) + off), ra, fixed_b)
+                                 : std::fma(static_cast<float>(load_i(B, ib) + off), rb, fixed_a);
         const int64_t y = clamp_i64(float_to_int32_rne(t), qc.qmin + off, qc.qmax + off) - off;
         store_i(Y, i, static_cast<int32_t>(y));
       });
       return Status::ok();
     });
+    return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_add(a, ar, r); });
   }
   QEVAL_RETURN_IF_ERROR(need_param(n, "m"));
   QEVAL_RETURN_IF_ERROR(need_param(n, "rshift"));
-  const int64_t ma = param(n, "m").data<int32_t>()[0], mb = param(n, "m").data<int32_t>()[1];
-  const int r = param(n, "rshift").data<int32_t>()[0];
-  const RoundingMode mode = a.profile.rounding;
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  AddRequant ar;
+  ar.ma = param(n, "m").data<int32_t>()[0];
+  ar.mb = param(n, "m").data<int32_t>()[1];
+  ar.r = param(n, "rshift").data<int32_t>()[0];
+  ar.mode = a.profile.rounding;
+  ar.za = qa.z();
+  ar.zb = qb.z();
+  ar.zc = qc.z();
+  ar.qmin = qc.qmin;
+  ar.qmax = qc.qmax;
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor &A = *in[0], &B = *in[1];
     Tensor& Y = *out[0];
     binary_loop(A, B, Y, [&](int64_t i, int64_t ia, int64_t ib) {
-      store_i(Y, i, add_requantize(load_i(A, ia) - qa.z(), load_i(B, ib) - qb.z(), static_cast<int32_t>(ma),
-                                   static_cast<int32_t>(mb), r, qc.z(), qc.qmin, qc.qmax, mode));
+      store_i(Y, i, ar.apply(load_i(A, ia), load_i(B, ib)));
     });
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_add(a, ar, r); });
 }
 
 // Mul.
@@ -221,7 +238,7 @@ Result<EvalFn> prepare_Mul(const KernelArgs& a) {
   const QView qa = qview(a.graph, n.inputs[0]), qb = qview(a.graph, n.inputs[1]),
               qc = qview(a.graph, n.outputs[0]);
   QEVAL_ASSIGN_OR_RETURN(Requant rq, load_requant(n, a.profile));
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor &A = *in[0], &B = *in[1];
     Tensor& Y = *out[0];
     binary_loop(A, B, Y, [&](int64_t i, int64_t ia, int64_t ib) {
@@ -237,6 +254,7 @@ Result<EvalFn> prepare_Mul(const KernelArgs& a) {
     });
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::tabulate_binary(a, r); });
 }
 
 // BatchNorm: float only (qeval folds BN into the preceding conv before quantizing).

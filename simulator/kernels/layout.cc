@@ -1,6 +1,7 @@
 // Concat, Flatten, Reshape, Upsample (nearest): data movement. Integer inputs
 // whose quantization differs from the output's pass through a rescale table.
 #include "simulator/kernels/common.h"
+#include "simulator/kernels/opt_kernels.h"
 
 namespace qeval {
 
@@ -52,10 +53,11 @@ Mover make_mover(const KernelArgs& a, size_t input, const std::string& key) {
 
 Result<EvalFn> prepare_copy(const KernelArgs& a) {
   const Mover m = make_mover(a, 0, "lut");
-  return EvalFn([m](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([m](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     for (int64_t i = 0; i < in[0]->numel(); ++i) m.move(*in[0], i, *out[0], i);
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::tabulate_unary(a, r); });
 }
 
 }  // namespace

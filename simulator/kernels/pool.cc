@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "simulator/kernels/common.h"
+#include "simulator/kernels/opt_kernels.h"
 
 namespace qeval {
 
@@ -177,7 +178,7 @@ Result<EvalFn> prepare_GlobalAvgPool(const KernelArgs& a) {
   if (integer) {
     QEVAL_ASSIGN_OR_RETURN(rq, load_requant(a.node, a.profile));
   }
-  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *ins[0];
     Tensor& Y = *out[0];
     const int64_t planes = X.dim(0) * X.dim(1), area = X.numel() / planes;
@@ -194,6 +195,8 @@ Result<EvalFn> prepare_GlobalAvgPool(const KernelArgs& a) {
     }
     return Status::ok();
   });
+  return optimized_or(a, ref,
+                      [&](const EvalFn& r) { return opt::prepare_global_avg_pool(a, rq, r); });
 }
 
 }  // namespace qeval

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "simulator/kernels/common.h"
+#include "simulator/kernels/opt_kernels.h"
 
 namespace qeval {
 
@@ -56,12 +57,13 @@ Result<EvalFn> prepare_Quantize(const KernelArgs& a) {
   QEVAL_RETURN_IF_ERROR(check_quantized(a.node, a.graph, a.node.outputs[0], "output"));
   const QView q = qview(a.graph, a.node.outputs[0]);
   const RoundingMode mode = a.profile.quantize_rounding;
-  return EvalFn([q, mode](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([q, mode](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     for_each_with_channel(*in[0], q, [&](int64_t i, int64_t c) {
       store_i(*out[0], i, quantize_value(load_f(*in[0], i), q.s(c), q.z(c), q.qmin, q.qmax, mode));
     });
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_quantize(a, r); });
 }
 
 Status lower_Dequantize(Node& n, const Graph& g, const ChipProfile&) {

@@ -1,0 +1,595 @@
+// Drivers of the optimized Conv2d / Linear / MatMul (opt_kernels.h): the
+// eligibility checks and weight packing done once at prepare time, and per run
+// the input re-layout, the tiling over output pixels and the TBB tasks. Every
+// output element is computed by exactly one task.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+#include "simulator/kernels/opt_kernels.h"
+
+namespace qeval::kern::opt {
+
+namespace {
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+// ceil(a / b) for b > 0; 0 when a <= 0.
+int64_t ceil_div_pos(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+int32_t pair(int32_t lo, int32_t hi) {
+  return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(lo)) |
+                              (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+}
+
+// Per-thread scratch, grown on demand. A task uses it only between its start
+// and end and makes no TBB call in between, so no other task can interleave.
+std::vector<int32_t>& scratch() {
+  thread_local std::vector<int32_t> s;
+  return s;
+}
+int32_t* grow(std::vector<int32_t>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
+// The re-laid-out input of a convolution is a few MB at batch 64; allocated
+// afresh for every node, it costs more in page faults than the re-layout. A
+// run leases a buffer; the pool keeps the two largest returned.
+class BufferPool {
+ public:
+  struct Buffer {
+    std::unique_ptr<int32_t[]> data;
+    int64_t size = 0;
+  };
+  Buffer take(int64_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->size >= n) {
+          Buffer b = std::move(*it);
+          free_.erase(it);
+          return b;
+        }
+      }
+    }
+    return Buffer{std::unique_ptr<int32_t[]>(new int32_t[n]), n};
+  }
+  void give(Buffer b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(b));
+    std::sort(free_.begin(), free_.end(),
+              [](const Buffer& x, const Buffer& y) { return x.size < y.size; });
+    if (free_.size() > 2) free_.erase(free_.begin());
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Buffer> free_;  // by increasing size
+};
+
+class Lease {
+ public:
+  explicit Lease(int64_t n) : b_(pool().take(n)) {}
+  ~Lease() { pool().give(std::move(b_)); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  int32_t* get() const { return b_.data.get(); }
+
+ private:
+  static BufferPool& pool() {
+    static BufferPool p;
+    return p;
+  }
+  BufferPool::Buffer b_;
+};
+
+// max |x - z_x| over the input dtype's range, or -1 when it exceeds int16.
+int64_t centered_input_max(const QView& x) {
+  if (x.dtype != DType::kInt8 && x.dtype != DType::kUInt8 && x.dtype != DType::kInt16) return -1;
+  const int64_t lo = int64_t{x.qmin} - x.z(), hi = int64_t{x.qmax} - x.z();
+  if (lo < INT16_MIN || hi > INT16_MAX) return -1;
+  return std::max(-lo, hi);
+}
+
+// Constant weights centred as the reference centres them, one row per output
+// channel: v[r * K + k], and max |v| of each row.
+struct CenteredWeights {
+  int64_t rows = 0, K = 0;
+  std::vector<int32_t> v;
+  std::vector<int64_t> maxabs;
+};
+
+// `at(r, k)` is the flat index of row r, element k in W; the zero point of row r
+// is z(r) (per-channel zero points must number `rows`). nullopt when a centred
+// weight does not fit int16.
+template <typename At>
+std::optional<CenteredWeights> center_weights(const Tensor& W, const QView& q, int64_t rows,
+                                              int64_t K, At at) {
+  if (!is_integer(W.dtype()) || (q.zp.size() > 1 && static_cast<int64_t>(q.zp.size()) != rows)) {
+    return std::nullopt;
+  }
+  CenteredWeights c;
+  c.rows = rows;
+  c.K = K;
+  c.v.resize(rows * K);
+  c.maxabs.assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t v = W.get_int(at(r, k)) - q.z(r);
+      if (v < INT16_MIN || v > INT16_MAX) return std::nullopt;
+      c.v[r * K + k] = static_cast<int32_t>(v);
+      c.maxabs[r] = std::max(c.maxabs[r], v < 0 ? -v : v);
+    }
+  }
+  return c;
+}
+
+// The dtype of the node's output tensor.
+DType out_dtype(const KernelArgs& a) {
+  const ValueInfo* vi = a.graph.find_value(a.node.outputs[0]);
+  return vi ? vi->dtype : DType::kFloat32;
+}
+
+// The overflow bound (opt_kernels.h): K * max|w_r| * max|x| < 2^31 for every row.
+std::optional<std::vector<int64_t>> sum_bounds(const CenteredWeights& w, int64_t xmax) {
+  std::vector<int64_t> b(w.rows);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    b[r] = w.K * w.maxabs[r] * xmax;
+    if (b[r] >= (int64_t{1} << 31)) return std::nullopt;
+  }
+  return b;
+}
+
+// GEMM weights: for conv group g, block mb of kRows rows, pair kk = p * T + t:
+// the words (w[row][2p * T + t], w[row][(2p + 1) * T + t]) of the block's rows
+// (K = Cg * T, channel-major; a missing channel or row is 0).
+std::vector<int32_t> pack_gemm(const CenteredWeights& w, int64_t G, int64_t Mg, int64_t Cg,
+                               int64_t T) {
+  const int64_t pairs = (Cg + 1) / 2, nkk = pairs * T, MB = (Mg + kRows - 1) / kRows;
+  std::vector<int32_t> out(G * MB * nkk * kRows, 0);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t mb = 0; mb < MB; ++mb)
+      for (int64_t r = 0; r < kRows && mb * kRows + r < Mg; ++r) {
+        const int32_t* wr = w.v.data() + (g * Mg + mb * kRows + r) * w.K;
+        int32_t* o = out.data() + (g * MB + mb) * nkk * kRows + r;
+        for (int64_t p = 0; p < pairs; ++p)
+          for (int64_t t = 0; t < T; ++t) {
+            const int32_t hi = 2 * p + 1 < Cg ? wr[(2 * p + 1) * T + t] : 0;
+            o[(p * T + t) * kRows] = pair(wr[2 * p * T + t], hi);
+          }
+      }
+  return out;
+}
+
+// One group of kLanes outputs: its input words, first output element, valid lanes.
+struct Group {
+  const int32_t* x;
+  int64_t y;
+  int64_t count;
+};
+
+// A GEMM over output groups for one run: G conv groups of Mg channels each.
+struct GemmRun {
+  const IsaKernels* k;
+  const int32_t* w;  // pack_gemm
+  int64_t nkk, G, Mg, MB;
+  const int32_t* offs;
+  int64_t x_gstride;  // words between the inputs of consecutive conv groups
+  const Epilogue* e;
+  // The output: bytes per element, elements between channels and between lanes.
+  char* y;
+  int64_t esize, chan_stride, lane_stride;
+};
+
+// Tiles are computed kSpan at a time per weight block, so that one finish call
+// covers up to kSpan * kTile outputs of a row, while the inputs of those tiles
+// (kSpan * nkk * kGroups words of 32 bytes) stay in a 32 KB L1 cache.
+constexpr int64_t kSpan = 4;
+
+template <typename Locate>
+void run_gemm(const GemmRun& p, int64_t ngroups, const Locate& locate) {
+  const int64_t ntiles = (ngroups + kGroups - 1) / kGroups;
+  const int64_t span =
+      std::clamp<int64_t>(16384 / std::max<int64_t>(1, p.nkk * kGroups * 32), 1, kSpan);
+  const int64_t nspans = (ntiles + span - 1) / span;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, nspans), [&](const tbb::blocked_range<int64_t>& range) {
+        alignas(32) int32_t acc[kRows * kSpan * kTile];
+        const int64_t acc_stride = span * kTile;
+        for (int64_t sp = range.begin(); sp < range.end(); ++sp) {
+          const int64_t q0 = sp * span * kGroups, ng = std::min(span * kGroups, ngroups - q0);
+          const int64_t tiles = (ng + kGroups - 1) / kGroups;
+          Group gr[kSpan * kGroups];
+          // A short last tile repeats its last group (computed, not stored).
+          for (int64_t i = 0; i < tiles * kGroups; ++i) gr[i] = locate(q0 + std::min(i, ng - 1));
+          for (int64_t g = 0; g < p.G; ++g) {
+            const int32_t* xs[kSpan * kGroups];
+            for (int64_t i = 0; i < tiles * kGroups; ++i) xs[i] = gr[i].x + g * p.x_gstride;
+            for (int64_t mb = 0; mb < p.MB; ++mb) {
+              const int32_t* w = p.w + (g * p.MB + mb) * p.nkk * kRows;
+              for (int64_t t = 0; t < tiles; ++t) {
+                p.k->gemm_tile(w, xs + t * kGroups, p.offs, p.nkk, acc + t * kTile, acc_stride);
+              }
+              const int64_t c0 = g * p.Mg + mb * kRows,
+                            rows = std::min<int64_t>(kRows, p.Mg - mb * kRows);
+              // Groups whose outputs follow each other are finished in one call.
+              for (int64_t i = 0, j; i < ng; i = j) {
+                int64_t n = gr[i].count;
+                for (j = i + 1; j < ng && gr[j - 1].count == kLanes &&
+                                gr[j].y == gr[j - 1].y + kLanes * p.lane_stride;
+                     ++j) {
+                  n += gr[j].count;
+                }
+                p.k->finish(*p.e, c0, rows, acc + i * kLanes, acc_stride, n,
+                            p.y + (gr[i].y + c0 * p.chan_stride) * p.esize, p.chan_stride,
+                            p.lane_stride);
+              }
+            }
+          }
+        }
+      });
+}
+
+// Depthwise weights: channels are re-laid out in pairs like the GEMM's input,
+// so channel m reads the low (m even) or high (m odd) half of its pair's words:
+// w[m][t] is the word (w, 0) or (0, w).
+std::vector<int32_t> pack_depthwise(const CenteredWeights& w) {
+  std::vector<int32_t> out(w.v.size());
+  for (int64_t m = 0; m < w.rows; ++m)
+    for (int64_t t = 0; t < w.K; ++t) {
+      const int32_t v = w.v[m * w.K + t];
+      out[m * w.K + t] = m % 2 ? pair(0, v) : pair(v, 0);
+    }
+  return out;
+}
+
+// ---- Conv2d ------------------------------------------------------------------
+
+struct ConvParams {
+  Isa isa = Isa::kScalar;
+  DType xdtype = DType::kInt8;
+  int32_t zx = 0;
+  int64_t M = 0, Cg = 0, KH = 0, KW = 0, G = 1, Mg = 0;
+  int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  bool depthwise = false;      // one input channel per group: per-tap kernel
+  std::vector<int32_t> wpack;  // pack_gemm, or pack_depthwise
+  Epilogue base;               // bias is filled per run
+};
+
+// Geometry of one run: the pair planes of one input channel pair are nph phase
+// planes of Hq x Wq words; output rows are computed Wg (OW rounded up to
+// kLanes) wide.
+struct ConvGeom {
+  int64_t N, C, H, W, OH, OW, Wg, Hq, Wq, plane;
+  std::vector<std::pair<int64_t, int64_t>> phases;  // (row, column) phase of each used plane
+  std::vector<int32_t> tap_off;                     // per tap kh * KW + kw: word offset
+};
+
+ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys) {
+  ConvGeom g;
+  g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3], g.OH = ys[2], g.OW = ys[3];
+  if (cp.KH == 1 && cp.KW == 1 && cp.sh == 1 && cp.sw == 1 && cp.pt == 0 && cp.pl == 0 &&
+      g.OH == g.H && g.OW == g.W) {
+    // A pointwise convolution maps pixel i of a plane to pixel i: one row of
+    // H * W pixels, so groups of kLanes never straddle image rows.
+    g.W = g.OW = g.H * g.W;
+    g.H = g.OH = 1;
+  }
+  g.Wg = round_up(g.OW, kLanes);
+  g.Hq = g.OH + (cp.KH - 1) * cp.dh / cp.sh;
+  g.Wq = g.Wg + (cp.KW - 1) * cp.dw / cp.sw;
+  g.plane = g.Hq * g.Wq;
+  std::vector<int64_t> phase_index(cp.sh * cp.sw, -1);
+  for (int64_t kh = 0; kh < cp.KH; ++kh)
+    for (int64_t kw = 0; kw < cp.KW; ++kw) {
+      const int64_t rh = kh * cp.dh % cp.sh, rw = kw * cp.dw % cp.sw;
+      int64_t& idx = phase_index[rh * cp.sw + rw];
+      if (idx < 0) {
+        idx = static_cast<int64_t>(g.phases.size());
+        g.phases.emplace_back(rh, rw);
+      }
+      g.tap_off.push_back(
+          static_cast<int32_t>(idx * g.plane + kh * cp.dh / cp.sh * g.Wq + kw * cp.dw / cp.sw));
+    }
+  return g;
+}
+
+// Writes the phase planes of input channel planes a and b (b null: 0), centred,
+// into dst: word (i, j) of phase (rh, rw) holds the padded input at
+// (i*sh + rh, j*sw + rw).
+void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, const Tensor& X,
+                  const char* a, const char* b, int32_t* dst) {
+  const DType dtype = X.dtype();
+  const void* end = static_cast<const char*>(X.raw()) + X.nbytes();
+  const int64_t es = static_cast<int64_t>(dtype_size(dtype));
+  for (size_t ph = 0; ph < g.phases.size(); ++ph) {
+    const auto [rh, rw] = g.phases[ph];
+    // Rows [i_lo, i_hi) and columns [j_lo, j_hi) come from the image, the rest is padding.
+    const int64_t i_lo = std::min(g.Hq, ceil_div_pos(cp.pt - rh, cp.sh));
+    const int64_t i_hi = std::max(i_lo, std::min(g.Hq, ceil_div_pos(g.H + cp.pt - rh, cp.sh)));
+    const int64_t j_lo = std::min(g.Wq, ceil_div_pos(cp.pl - rw, cp.sw));
+    const int64_t j_hi = std::max(j_lo, std::min(g.Wq, ceil_div_pos(g.W + cp.pl - rw, cp.sw)));
+    const int64_t x0 = j_lo * cp.sw + rw - cp.pl;
+    int32_t* plane = dst + ph * g.plane;
+    std::fill(plane, plane + i_lo * g.Wq, 0);
+    std::fill(plane + i_hi * g.Wq, plane + g.plane, 0);
+    const int64_t off = ((i_lo * cp.sh + rh - cp.pt) * g.W + x0) * es;
+    if (cp.sh == 1 && cp.sw == 1 && j_lo == 0 && j_hi == g.Wq && g.Wq == g.W) {
+      // Whole rows, consecutive in the input as in the plane: one run.
+      k.pair_rows(a + off, b ? b + off : nullptr, dtype, cp.zx, 1, 0, plane + i_lo * g.Wq, 0, 1, 0,
+                  (i_hi - i_lo) * g.Wq, 0, end);
+    } else {
+      k.pair_rows(a + off, b ? b + off : nullptr, dtype, cp.zx, cp.sw, cp.sh * g.W,
+                  plane + i_lo * g.Wq, g.Wq, i_hi - i_lo, j_lo, j_hi - j_lo, g.Wq - j_hi, end);
+    }
+  }
+}
+
+Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
+                     const Epilogue& e) {
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t pairs = (cp.Cg + 1) / 2, T = cp.KH * cp.KW;
+  const int64_t pstride = static_cast<int64_t>(g.phases.size()) * g.plane,
+                gstride = pairs * pstride, istride = cp.G * gstride, HW = g.H * g.W;
+  // Every word is written by the re-layout, so the buffer starts uninitialised.
+  const Lease x2(g.N * istride);
+  const char* xb = static_cast<const char*>(X.raw());
+  const int64_t xsize = static_cast<int64_t>(dtype_size(X.dtype()));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, g.N * cp.G * pairs),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      for (int64_t u = r.begin(); u < r.end(); ++u) {
+                        const int64_t n = u / (cp.G * pairs), grp = u / pairs % cp.G, p = u % pairs;
+                        const char* a = xb + (n * g.C + grp * cp.Cg + 2 * p) * HW * xsize;
+                        const char* b = 2 * p + 1 < cp.Cg ? a + HW * xsize : nullptr;
+                        build_planes(k, cp, g, X, a, b,
+                                     x2.get() + n * istride + grp * gstride + p * pstride);
+                      }
+                    });
+  std::vector<int32_t> offs(pairs * T);
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t t = 0; t < T; ++t)
+      offs[p * T + t] = static_cast<int32_t>(p * pstride + g.tap_off[t]);
+  const int64_t gpr = g.Wg / kLanes, per_image = g.OH * gpr, P = g.OH * g.OW;
+  const GemmRun run{.k = &k,
+                    .w = cp.wpack.data(),
+                    .nkk = pairs * T,
+                    .G = cp.G,
+                    .Mg = cp.Mg,
+                    .MB = (cp.Mg + kRows - 1) / kRows,
+                    .offs = offs.data(),
+                    .x_gstride = gstride,
+                    .e = &e,
+                    .y = static_cast<char*>(Y.raw()),
+                    .esize = static_cast<int64_t>(dtype_size(Y.dtype())),
+                    .chan_stride = P,
+                    .lane_stride = 1};
+  run_gemm(run, g.N * per_image, [&](int64_t q) {
+    const int64_t n = q / per_image, oh = q % per_image / gpr, ow = q % gpr * kLanes;
+    return Group{x2.get() + n * istride + oh * g.Wq + ow, n * cp.M * P + oh * g.OW + ow,
+                 std::min<int64_t>(kLanes, g.OW - ow)};
+  });
+  return Status::ok();
+}
+
+Status run_conv_depthwise(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
+                          const Epilogue& e) {
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t T = cp.KH * cp.KW, HW = g.H * g.W,
+                planes = static_cast<int64_t>(g.phases.size()) * g.plane;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const int64_t xsize = static_cast<int64_t>(dtype_size(X.dtype())),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const int64_t pairs = (cp.M + 1) / 2;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, g.N * pairs), [&](const tbb::blocked_range<int64_t>& r) {
+        int32_t* pl = grow(scratch(), planes + g.OH * g.Wg);
+        int32_t* acc = pl + planes;
+        for (int64_t np = r.begin(); np < r.end(); ++np) {
+          const int64_t n = np / pairs, m0 = np % pairs * 2;
+          const char* a = xb + (n * g.C + m0) * HW * xsize;
+          build_planes(k, cp, g, X, a, m0 + 1 < cp.M ? a + HW * xsize : nullptr, pl);
+          for (int64_t m = m0; m < std::min(m0 + 2, cp.M); ++m) {
+            char* y = yb + (n * cp.M + m) * g.OH * g.OW * ysize;
+            for (int64_t oh = 0; oh < g.OH; ++oh) {
+              k.dw_row(pl + oh * g.Wq, g.tap_off.data(), cp.wpack.data() + m * T, T, g.Wg,
+                       acc + oh * g.Wg);
+            }
+            if (g.Wg == g.OW) {  // the output rows follow each other: one call
+              k.finish(e, m, 1, acc, 0, g.OH * g.OW, y, 0, 1);
+            } else {
+              for (int64_t oh = 0; oh < g.OH; ++oh) {
+                k.finish(e, m, 1, acc + oh * g.Wg, 0, g.OW, y + oh * g.OW * ysize, 0, 1);
+              }
+            }
+          }
+        }
+      });
+  return Status::ok();
+}
+
+// ---- Linear / MatMul: Y[row][c] = sum_k x[row][k] * w[c][k] -------------------
+
+struct RowsParams {
+  Isa isa = Isa::kScalar;
+  DType xdtype = DType::kInt8;
+  int32_t zx = 0;
+  int64_t K = 0, channels = 0;
+  std::vector<int32_t> wpack;
+  Epilogue base;
+};
+
+Status run_rows(const RowsParams& rp, const Tensor& X, const Tensor* B, Tensor& Y) {
+  const IsaKernels& k = kernels(rp.isa);
+  const int64_t rows = X.numel() / rp.K, Rp = round_up(rows, kLanes), pairs = (rp.K + 1) / 2;
+  Epilogue e = rp.base;
+  e.set_bias(B);
+  std::vector<int16_t> xc(X.numel());
+  k.center(X.raw(), X.dtype(), rp.zx, xc.data(), X.numel());
+  // Words [pair][row]: kLanes consecutive rows of one channel pair are adjacent.
+  std::vector<int32_t> x2(pairs * Rp, 0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < pairs; ++p) {
+      x2[p * Rp + r] = pair(xc[r * rp.K + 2 * p], 2 * p + 1 < rp.K ? xc[r * rp.K + 2 * p + 1] : 0);
+    }
+  std::vector<int32_t> offs(pairs);
+  for (int64_t p = 0; p < pairs; ++p) offs[p] = static_cast<int32_t>(p * Rp);
+  const GemmRun run{.k = &k,
+                    .w = rp.wpack.data(),
+                    .nkk = pairs,
+                    .G = 1,
+                    .Mg = rp.channels,
+                    .MB = (rp.channels + kRows - 1) / kRows,
+                    .offs = offs.data(),
+                    .x_gstride = 0,
+                    .e = &e,
+                    .y = static_cast<char*>(Y.raw()),
+                    .esize = static_cast<int64_t>(dtype_size(Y.dtype())),
+                    .chan_stride = 1,
+                    .lane_stride = rp.channels};
+  run_gemm(run, Rp / kLanes, [&](int64_t q) {
+    return Group{x2.data() + q * kLanes, q * kLanes * rp.channels,
+                 std::min<int64_t>(kLanes, rows - q * kLanes)};
+  });
+  return Status::ok();
+}
+
+// Shared by Linear and MatMul once the weights are centred as rows; null when
+// the reference must run.
+std::shared_ptr<const RowsParams> rows_params(const KernelArgs& a, const OutStage& st,
+                                              const std::optional<CenteredWeights>& w) {
+  const QView qx = qview(a.graph, a.node.inputs[0]);
+  const int64_t xmax = centered_input_max(qx);
+  if (!w || xmax < 0) return nullptr;
+  auto bounds = sum_bounds(*w, xmax);
+  if (!bounds) return nullptr;
+  auto rp = std::make_shared<RowsParams>();
+  rp->isa = isa_of(a.mode);
+  rp->xdtype = qx.dtype;
+  rp->zx = qx.z();
+  rp->K = w->K;
+  rp->channels = w->rows;
+  rp->wpack = pack_gemm(*w, 1, w->rows, w->K, 1);
+  rp->base.st = st;
+  rp->base.dtype = out_dtype(a);
+  rp->base.sum_bound = std::move(*bounds);
+  rp->base.prepare();
+  return rp;
+}
+
+}  // namespace
+
+std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference) {
+  const Node& n = a.node;
+  const Tensor* W = a.graph.find_constant(n.inputs[1]);
+  if (st.is_float || !W || W->rank() != 4) return std::nullopt;
+  const QView qx = qview(a.graph, n.inputs[0]), qw = qview(a.graph, n.inputs[1]);
+  const int64_t xmax = centered_input_max(qx);
+  const auto strides = n.attr_ints("strides", {1, 1});
+  const auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+  const auto dil = n.attr_ints("dilations", {1, 1});
+  const int64_t group = n.attr_int("group", 1);
+  const int64_t M = W->dim(0), Cg = W->dim(1), KH = W->dim(2), KW = W->dim(3);
+  if (xmax < 0 || strides.size() != 2 || pads.size() != 4 || dil.size() != 2 || group < 1 ||
+      M % group != 0 || strides[0] < 1 || strides[1] < 1 || dil[0] < 1 || dil[1] < 1 ||
+      pads[0] < 0 || pads[1] < 0 || M == 0 || Cg == 0 || KH == 0 || KW == 0) {
+    return std::nullopt;
+  }
+  const int64_t K = Cg * KH * KW;
+  auto w = center_weights(*W, qw, M, K, [K](int64_t r, int64_t k) { return r * K + k; });
+  if (!w) return std::nullopt;
+  auto bounds = sum_bounds(*w, xmax);
+  if (!bounds) return std::nullopt;
+  auto cp = std::make_shared<ConvParams>();
+  cp->isa = isa_of(a.mode);
+  cp->xdtype = qx.dtype;
+  cp->zx = qx.z();
+  cp->M = M;
+  cp->Cg = Cg;
+  cp->KH = KH;
+  cp->KW = KW;
+  cp->G = group;
+  cp->Mg = M / group;
+  cp->sh = strides[0];
+  cp->sw = strides[1];
+  cp->pt = pads[0];
+  cp->pl = pads[1];
+  cp->dh = dil[0];
+  cp->dw = dil[1];
+  // One input channel per output channel: a per-tap kernel; one input channel
+  // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
+  cp->depthwise = Cg == 1 && cp->Mg == 1;
+  cp->wpack = cp->depthwise ? pack_depthwise(*w) : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  cp->base.st = st;
+  cp->base.dtype = out_dtype(a);
+  cp->base.sum_bound = std::move(*bounds);
+  cp->base.prepare();
+  return EvalFn(
+      [cp, reference](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+        const Tensor& X = *in[0];
+        const Tensor* B = in.size() > 2 ? in[2] : nullptr;
+        Tensor& Y = *out[0];
+        if (X.rank() != 4 || Y.rank() != 4 || X.dtype() != cp->xdtype ||
+            Y.dtype() != cp->base.dtype || X.dim(1) != cp->G * cp->Cg || Y.dim(0) != X.dim(0) ||
+            Y.dim(1) != cp->M || (B && B->numel() < cp->M)) {
+          return reference(in, out);  // what the specification does with it
+        }
+        Epilogue e = cp->base;
+        e.set_bias(B);
+        const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape());
+        return cp->depthwise ? run_conv_depthwise(*cp, g, X, Y, e) : run_conv_gemm(*cp, g, X, Y, e);
+      });
+}
+
+std::optional<EvalFn> prepare_linear(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference) {
+  const Tensor* W = a.graph.find_constant(a.node.inputs[1]);
+  if (st.is_float || !W || W->rank() != 2) return std::nullopt;
+  const int64_t M = W->dim(0), K = W->dim(1);
+  if (M == 0 || K == 0) return std::nullopt;
+  auto rp = rows_params(a, st,
+                        center_weights(*W, qview(a.graph, a.node.inputs[1]), M, K,
+                                       [K](int64_t r, int64_t k) { return r * K + k; }));
+  if (!rp) return std::nullopt;
+  return EvalFn(
+      [rp, reference](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+        const Tensor& X = *in[0];
+        const Tensor* B = in.size() > 2 ? in[2] : nullptr;
+        Tensor& Y = *out[0];
+        if (X.rank() != 2 || X.dim(1) != rp->K || X.dtype() != rp->xdtype ||
+            Y.dtype() != rp->base.dtype || Y.numel() != X.dim(0) * rp->channels ||
+            (B && B->numel() < rp->channels)) {
+          return reference(in, out);
+        }
+        return run_rows(*rp, X, B, Y);
+      });
+}
+
+std::optional<EvalFn> prepare_matmul(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference) {
+  const Tensor* Bw = a.graph.find_constant(a.node.inputs[1]);
+  if (st.is_float || !Bw || Bw->rank() != 2) return std::nullopt;
+  const int64_t K = Bw->dim(0), N = Bw->dim(1);
+  if (K == 0 || N == 0) return std::nullopt;
+  // Rows of the packed weights are B's columns: per-column zero points and scales.
+  auto rp = rows_params(a, st,
+                        center_weights(*Bw, qview(a.graph, a.node.inputs[1]), N, K,
+                                       [N](int64_t r, int64_t k) { return k * N + r; }));
+  if (!rp) return std::nullopt;
+  return EvalFn(
+      [rp, reference](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+        const Tensor& A = *in[0];
+        Tensor& Y = *out[0];
+        if (A.rank() < 2 || A.dim(-1) != rp->K || A.dtype() != rp->xdtype ||
+            Y.dtype() != rp->base.dtype || Y.numel() != A.numel() / rp->K * rp->channels) {
+          return reference(in, out);
+        }
+        return run_rows(*rp, A, nullptr, Y);
+      });
+}
+
+}  // namespace qeval::kern::opt

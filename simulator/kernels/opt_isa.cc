@@ -1,0 +1,866 @@
+// The instruction-set-specific parts of the optimized kernels (opt_kernels.h):
+// micro-kernels, the requantization epilogue, the input re-layout and the
+// elementwise loops, in portable C++ and for AVX2 (+FMA) and AVX-512 VNNI.
+// The build stays generic x86-64: SIMD code lives only in this file's
+// functions with a target attribute (its helpers always inlined into them),
+// reached through kernels(isa) after a runtime CPU check, so no code that
+// generic callers may share carries AVX instructions.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "simulator/kernels/opt_kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QEVAL_X86 1
+#define QEVAL_AVX2 __attribute__((target("avx2")))
+#define QEVAL_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+#define QEVAL_AVX2_FMA_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+#define QEVAL_VNNI __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+#endif
+
+namespace qeval::kern::opt {
+
+namespace {
+
+// The int16 halves of a pair word.
+inline int32_t lo16(int32_t w) { return static_cast<int16_t>(static_cast<uint16_t>(w)); }
+inline int32_t hi16(int32_t w) {
+  return static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint32_t>(w) >> 16));
+}
+inline int32_t pair_product(int32_t x, int32_t w) { return lo16(x) * lo16(w) + hi16(x) * hi16(w); }
+inline int32_t make_pair(int32_t lo, int32_t hi) {
+  return static_cast<int32_t>(static_cast<uint16_t>(lo) |
+                              (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+}
+
+// OutStage::finish of each sum of channel c, stored as kern::store_i would.
+template <typename T>
+void store_scalar(const Epilogue& e, int64_t c, const int32_t* acc, int64_t n, T* dst,
+                  int64_t stride) {
+  const int64_t b = e.bias[c];
+  for (int64_t i = 0; i < n; ++i) dst[i * stride] = static_cast<T>(e.st.finish(acc[i] + b, c));
+}
+
+void finish_scalar(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                   int64_t acc_stride, int64_t n, void* dst, int64_t chan_stride, int64_t stride) {
+  dispatch_dtype(e.dtype, [&](auto t) {
+    using T = decltype(t);
+    for (int64_t r = 0; r < rows; ++r) {
+      store_scalar(e, c0 + r, acc + r * acc_stride, n, static_cast<T*>(dst) + r * chan_stride,
+                   stride);
+    }
+  });
+}
+
+void gemm_tile_scalar(const int32_t* w, const int32_t* const* x, const int32_t* offs, int64_t nkk,
+                      int32_t* acc, int64_t acc_stride) {
+  for (int r = 0; r < kRows; ++r) std::fill(acc + r * acc_stride, acc + r * acc_stride + kTile, 0);
+  for (int64_t kk = 0; kk < nkk; ++kk, w += kRows) {
+    for (int g = 0; g < kGroups; ++g) {
+      const int32_t* xp = x[g] + offs[kk];
+      for (int r = 0; r < kRows; ++r) {
+        int32_t* a = acc + r * acc_stride + g * kLanes;
+        for (int l = 0; l < kLanes; ++l) a[l] += pair_product(xp[l], w[r]);
+      }
+    }
+  }
+}
+
+void dw_row_scalar(const int32_t* x, const int32_t* offs, const int32_t* w, int64_t ntaps,
+                   int64_t n, int32_t* acc) {
+  std::memset(acc, 0, sizeof(int32_t) * n);
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const int32_t* xp = x + offs[t];
+    for (int64_t l = 0; l < n; ++l) acc[l] += pair_product(xp[l], w[t]);
+  }
+}
+
+template <typename T>
+void pair_row_typed(const T* a, const T* b, int32_t z, int64_t step, int32_t* dst, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    dst[j] = make_pair(a[j * step] - z, b ? b[j * step] - z : 0);
+  }
+}
+
+// Calls f(T{}) with T the C++ type of an 8/16-bit dtype.
+template <typename F>
+void dispatch_small(DType t, F&& f) {
+  switch (t) {
+    case DType::kInt8:
+      f(int8_t{});
+      return;
+    case DType::kUInt8:
+      f(uint8_t{});
+      return;
+    default:
+      f(int16_t{});
+      return;
+  }
+}
+
+void pair_rows_scalar(const void* a, const void* b, DType dtype, int32_t z, int64_t step,
+                      int64_t src_stride, int32_t* dst, int64_t dst_stride, int64_t rows,
+                      int64_t lead, int64_t count, int64_t trail, const void*) {
+  dispatch_small(dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* pa = static_cast<const T*>(a);
+    const T* pb = static_cast<const T*>(b);
+    for (int64_t r = 0; r < rows; ++r, dst += dst_stride) {
+      std::fill(dst, dst + lead, 0);
+      pair_row_typed(pa + r * src_stride, pb ? pb + r * src_stride : nullptr, z, step, dst + lead,
+                     count);
+      std::fill(dst + lead + count, dst + lead + count + trail, 0);
+    }
+  });
+}
+
+void center_scalar(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t n) {
+  dispatch_small(dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* p = static_cast<const T*>(x);
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int16_t>(p[i] - z);
+  });
+}
+
+void add8_scalar(const AddRequant& add, int64_t, int32_t, const void* a, DType at, const void* b,
+                 DType bt, void* y, DType yt, int64_t n) {
+  dispatch_small(at, [&](auto ta) {
+    dispatch_small(bt, [&](auto tb) {
+      dispatch_small(yt, [&](auto ty) {
+        const auto* pa = static_cast<const decltype(ta)*>(a);
+        const auto* pb = static_cast<const decltype(tb)*>(b);
+        auto* py = static_cast<decltype(ty)*>(y);
+        for (int64_t i = 0; i < n; ++i) py[i] = static_cast<decltype(ty)>(add.apply(pa[i], pb[i]));
+      });
+    });
+  });
+}
+
+void clamp_scalar(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n) {
+  dispatch_small(dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* p = static_cast<const T*>(x);
+    T* q = static_cast<T*>(y);
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = static_cast<T>(std::min<int32_t>(std::max<int32_t>(p[i], lo), hi));
+    }
+  });
+}
+
+#ifdef QEVAL_X86
+
+// ---- AVX2 ----------------------------------------------------------------
+
+// Narrows 8 int32 lanes (already in T's range) and stores `count` of them
+// `stride` elements apart.
+template <typename T>
+QEVAL_AVX2_INLINE void store8(__m256i q, T* dst, int64_t count, int64_t stride) {
+  if (stride == 1 && count == kLanes) {
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    if constexpr (std::is_same_v<T, int8_t>) {
+      const __m128i p = _mm_packs_epi32(lo, hi);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_packs_epi16(p, p));
+    } else if constexpr (std::is_same_v<T, uint8_t>) {
+      const __m128i p = _mm_packs_epi32(lo, hi);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(p, p));
+    } else if constexpr (std::is_same_v<T, int16_t>) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_packs_epi32(lo, hi));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), q);
+    }
+    return;
+  }
+  alignas(32) int32_t t[kLanes];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), q);
+  for (int64_t i = 0; i < count; ++i) dst[i * stride] = static_cast<T>(t[i]);
+}
+
+// Raw int32 output: the sum itself.
+struct ReqRaw {
+  QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const { return a; }
+};
+
+// requantize_float: f = float(acc) * scale, clamped to [qmin - zp, qmax - zp],
+// rounded half to even (nearbyint in the default FP mode), + zp.
+struct ReqFloat {
+  __m256 s, lo, hi;
+  __m256i zp;
+  QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(a), s);
+    f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+    const __m256 r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(r), zp);
+  }
+};
+
+// The low 32 bits of floor((v + bias + t) / 2^n) in each 64-bit lane, which is
+// RSR(v, n, M) (rounding_shift_right's rule on the remainder) when bias holds
+// 2^(n-1) (half up, half away from zero: t = -[v < 0]) or 2^(n-1) - 1 (half to
+// even: t = bit n of v). AVX2 has no 64-bit arithmetic shift: callers add 2^62
+// to bias too, making the sum non-negative for a logical shift, and take the
+// quotient's excess 2^(62-n) off afterwards.
+template <RoundingMode M>
+QEVAL_AVX2_INLINE __m256i rsr_low32(__m256i v, __m256i bias, __m128i n) {
+  __m256i t = _mm256_add_epi64(v, bias);
+  if constexpr (M == RoundingMode::kHalfAwayFromZero) {
+    t = _mm256_add_epi64(t, _mm256_cmpgt_epi64(_mm256_setzero_si256(), v));
+  } else if constexpr (M == RoundingMode::kHalfToEven) {
+    t = _mm256_add_epi64(t, _mm256_and_si256(_mm256_srl_epi64(v, n), _mm256_set1_epi64x(1)));
+  }
+  return _mm256_srl_epi64(t, n);
+}
+
+// 8 int32 lanes from the low 32 bits of two vectors of 4 int64: even and odd lanes.
+QEVAL_AVX2_INLINE __m256i interleave_low32(__m256i even, __m256i odd) {
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+// Single rounding: RSR(acc * m, n, mode) on the exact 64-bit product
+// (|acc * m| <= 2^62). For 8/16-bit outputs, saturating to int32, adding zp and
+// clamping to [qmin, qmax] is clamping to [lo, hi] = [qmin - zp, qmax - zp] and
+// adding zp. The accumulator is first clamped to [acc_lo, acc_hi]
+// (ChannelRequant), which changes no output and bounds the quotient to int32,
+// so that its low 32 bits are all of it; off is 2^(62-n) mod 2^32.
+template <RoundingMode M>
+struct ReqSingle {
+  __m256i m, bias, acc_lo, acc_hi, off, lo, hi, zp;
+  __m128i n;
+  QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const {
+    a = _mm256_min_epi32(_mm256_max_epi32(a, acc_lo), acc_hi);
+    const __m256i even = rsr_low32<M>(_mm256_mul_epi32(a, m), bias, n);
+    const __m256i odd = rsr_low32<M>(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), m), bias, n);
+    const __m256i q = _mm256_sub_epi32(interleave_low32(even, odd), off);
+    return _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), zp);
+  }
+};
+
+// Double rounding (TFLite) with rshift in [31, 62], m != INT32_MIN: no left
+// shift, so y = RoundingDivideByPOT(SRDHM(acc, m), rshift - 31). SRDHM is
+// floor((acc * m + 2^30) / 2^31) (gemmlowp's nudge and truncating division
+// round ties up), which fits int32: its low 32 bits are bits 31..62 of the sum.
+// RoundingDivideByPOT is gemmlowp's mask/threshold formula, lane by lane.
+struct ReqDouble {
+  __m256i m, nudge, mask, threshold, lo, hi, zp;
+  __m128i e;
+  QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const {
+    const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, m), nudge), 31);
+    const __m256i odd = _mm256_srli_epi64(
+        _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), m), nudge), 31);
+    __m256i y = interleave_low32(even, odd);
+    const __m256i rem = _mm256_and_si256(y, mask);
+    const __m256i thr = _mm256_sub_epi32(threshold, _mm256_cmpgt_epi32(_mm256_setzero_si256(), y));
+    y = _mm256_sub_epi32(_mm256_sra_epi32(y, e), _mm256_cmpgt_epi32(rem, thr));
+    y = _mm256_min_epi32(_mm256_max_epi32(y, lo), hi);
+    return _mm256_add_epi32(y, zp);
+  }
+};
+
+template <typename T, typename R>
+QEVAL_AVX2_INLINE void finish_run(const R& req, int32_t bias, const int32_t* acc, int64_t n, T* dst,
+                                  int64_t stride) {
+  const __m256i b = _mm256_set1_epi32(bias);
+  for (int64_t i = 0; i < n; i += kLanes, dst += kLanes * stride) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i));
+    store8(req(_mm256_add_epi32(a, b)), dst, n - i < kLanes ? n - i : kLanes, stride);
+  }
+}
+
+// The requantization form of an epilogue, a template argument of the row loop.
+enum class Form { kRaw, kFloat, kHalfUp, kHalfAway, kHalfEven, kDouble };
+
+template <Form F, typename T>
+QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                                   int64_t acc_stride, int64_t n, T* dst, int64_t chan_stride,
+                                   int64_t stride) {
+  const int32_t zp = e.st.y.z(), lo = e.st.y.qmin - zp, hi = e.st.y.qmax - zp;
+  const __m256i vzp = _mm256_set1_epi32(zp), vlo = _mm256_set1_epi32(lo),
+                vhi = _mm256_set1_epi32(hi);
+  for (int64_t r = 0; r < rows; ++r, acc += acc_stride, dst += chan_stride) {
+    const int64_t c = c0 + r;
+    if (!e.vec[c]) {
+      store_scalar(e, c, acc, n, dst, stride);
+      continue;
+    }
+    const ChannelRequant& cr = e.ch[c];
+    const int32_t bias = static_cast<int32_t>(e.bias[c]);
+    if constexpr (F == Form::kRaw) {
+      finish_run(ReqRaw{}, bias, acc, n, dst, stride);
+    } else if constexpr (F == Form::kFloat) {
+      const ReqFloat req{_mm256_set1_ps(cr.fscale), _mm256_set1_ps(static_cast<float>(lo)),
+                         _mm256_set1_ps(static_cast<float>(hi)), vzp};
+      finish_run(req, bias, acc, n, dst, stride);
+    } else if constexpr (F == Form::kDouble) {
+      const ReqDouble req{_mm256_set1_epi64x(cr.m),
+                          _mm256_set1_epi64x(int64_t{1} << 30),
+                          _mm256_set1_epi32(cr.mask),
+                          _mm256_set1_epi32(cr.mask >> 1),
+                          vlo,
+                          vhi,
+                          vzp,
+                          _mm_cvtsi32_si128(cr.shift - 31)};
+      finish_run(req, bias, acc, n, dst, stride);
+    } else {
+      constexpr RoundingMode M = F == Form::kHalfUp     ? RoundingMode::kHalfUp
+                                 : F == Form::kHalfAway ? RoundingMode::kHalfAwayFromZero
+                                                        : RoundingMode::kHalfToEven;
+      const ReqSingle<M> req{_mm256_set1_epi64x(cr.m),
+                             _mm256_set1_epi64x(cr.round),
+                             _mm256_set1_epi32(cr.acc_lo),
+                             _mm256_set1_epi32(cr.acc_hi),
+                             _mm256_set1_epi32(cr.off),
+                             vlo,
+                             vhi,
+                             vzp,
+                             _mm_cvtsi32_si128(cr.shift)};
+      finish_run(req, bias, acc, n, dst, stride);
+    }
+  }
+}
+
+template <typename T>
+QEVAL_AVX2_INLINE void finish_form(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                                   int64_t acc_stride, int64_t n, T* dst, int64_t chan_stride,
+                                   int64_t stride) {
+  if (e.st.raw) {
+    finish_rows<Form::kRaw>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+    return;
+  }
+  switch (e.st.rq.scheme) {
+    case RequantScheme::kFloat:
+      finish_rows<Form::kFloat>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+      return;
+    case RequantScheme::kDoubleRounding:
+      finish_rows<Form::kDouble>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+      return;
+    case RequantScheme::kSingleRounding:
+      switch (e.st.rq.mode) {
+        case RoundingMode::kHalfUp:
+          finish_rows<Form::kHalfUp>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+          return;
+        case RoundingMode::kHalfAwayFromZero:
+          finish_rows<Form::kHalfAway>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+          return;
+        case RoundingMode::kHalfToEven:
+          finish_rows<Form::kHalfEven>(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+          return;
+      }
+  }
+}
+
+QEVAL_AVX2 void finish_avx2(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                            int64_t acc_stride, int64_t n, void* dst, int64_t chan_stride,
+                            int64_t stride) {
+  switch (e.dtype) {
+    case DType::kInt8:
+      finish_form(e, c0, rows, acc, acc_stride, n, static_cast<int8_t*>(dst), chan_stride, stride);
+      return;
+    case DType::kUInt8:
+      finish_form(e, c0, rows, acc, acc_stride, n, static_cast<uint8_t*>(dst), chan_stride, stride);
+      return;
+    case DType::kInt16:
+      finish_form(e, c0, rows, acc, acc_stride, n, static_cast<int16_t*>(dst), chan_stride, stride);
+      return;
+    case DType::kInt32:
+      finish_form(e, c0, rows, acc, acc_stride, n, static_cast<int32_t*>(dst), chan_stride, stride);
+      return;
+    default:  // Epilogue::prepare leaves vector code to 8/16/32-bit integer outputs
+      finish_scalar(e, c0, rows, acc, acc_stride, n, dst, chan_stride, stride);
+      return;
+  }
+}
+
+// The micro-kernel: 4 rows x 2 groups of 8 lanes in 8 accumulators; per pair
+// of input channels 2 loads of 8 pair words and 4 broadcast weight pairs.
+// MAC(c, a, b) adds the pair products of a and b to c.
+#define QEVAL_GEMM_TILE_BODY(MAC)                                                                  \
+  __m256i c[kRows][kGroups];                                                                       \
+  for (int r = 0; r < kRows; ++r)                                                                  \
+    for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                            \
+  _Pragma("GCC unroll 2") for (int64_t kk = 0; kk < nkk; ++kk, w += kRows) {                       \
+    const int64_t o = offs[kk];                                                                    \
+    __m256i a[kGroups];                                                                            \
+    _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                                    \
+      a[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[g] + o));                       \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {                                      \
+      const __m256i b = _mm256_set1_epi32(w[r]);                                                   \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] = MAC(c[r][g], a[g], b);   \
+    }                                                                                              \
+  }                                                                                                \
+  for (int r = 0; r < kRows; ++r)                                                                  \
+    for (int g = 0; g < kGroups; ++g) {                                                            \
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * acc_stride + g * kLanes), c[r][g]); \
+    }
+
+#define QEVAL_MADD_AVX2(c, a, b) _mm256_add_epi32(c, _mm256_madd_epi16(a, b))
+QEVAL_AVX2 void gemm_tile_avx2(const int32_t* w, const int32_t* const* x, const int32_t* offs,
+                               int64_t nkk, int32_t* acc, int64_t acc_stride) {
+  QEVAL_GEMM_TILE_BODY(QEVAL_MADD_AVX2);
+}
+
+QEVAL_AVX2 void dw_row_avx2(const int32_t* x, const int32_t* offs, const int32_t* w, int64_t ntaps,
+                            int64_t n, int32_t* acc) {
+  int64_t l = 0;
+  for (; l + 2 * kLanes <= n; l += 2 * kLanes) {
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0;
+    for (int64_t t = 0; t < ntaps; ++t) {
+      const int32_t* xp = x + offs[t] + l;
+      const __m256i b = _mm256_set1_epi32(w[t]);
+      c0 = QEVAL_MADD_AVX2(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp)), b);
+      c1 =
+          QEVAL_MADD_AVX2(c1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + kLanes)), b);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + l), c0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + l + kLanes), c1);
+  }
+  for (; l < n; l += kLanes) {
+    __m256i c0 = _mm256_setzero_si256();
+    for (int64_t t = 0; t < ntaps; ++t) {
+      c0 =
+          QEVAL_MADD_AVX2(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + offs[t] + l)),
+                          _mm256_set1_epi32(w[t]));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + l), c0);
+  }
+}
+
+// W (16 or 8) elements p[0], p[step], ... as int16 lanes: step 1, or 2 for
+// 8-bit T (reading p[0 .. 2W - 1]).
+template <typename T>
+QEVAL_AVX2_INLINE __m256i load16(const T* p, int64_t step) {
+  if constexpr (std::is_same_v<T, int16_t>) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  } else {
+    __m128i v;
+    if (step == 1) {
+      v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    } else {
+      // Even bytes of each 128-bit half to its low 8 bytes, then the two low quarters together.
+      const __m256i even =
+          _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2, 4, 6, 8,
+                           10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+      const __m256i b =
+          _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), even);
+      v = _mm256_castsi256_si128(_mm256_permute4x64_epi64(b, 0x08));
+    }
+    if constexpr (std::is_same_v<T, int8_t>) return _mm256_cvtepi8_epi16(v);
+    return _mm256_cvtepu8_epi16(v);
+  }
+}
+template <typename T>
+QEVAL_AVX2_INLINE __m128i load8(const T* p, int64_t step) {
+  if constexpr (std::is_same_v<T, int16_t>) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  } else {
+    __m128i v;
+    if (step == 1) {
+      v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    } else {
+      const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+      v = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), even);
+    }
+    if constexpr (std::is_same_v<T, int8_t>) return _mm_cvtepi8_epi16(v);
+    return _mm_cvtepu8_epi16(v);
+  }
+}
+
+// 16 / 8 pair words from a[j * step] and b[j * step], j < 16 / 8.
+template <typename T>
+QEVAL_AVX2_INLINE void pair16(const T* a, const T* b, __m256i zv, int64_t step, int32_t* dst) {
+  const __m256i va = _mm256_sub_epi16(load16(a, step), zv);
+  const __m256i vb = b ? _mm256_sub_epi16(load16(b, step), zv) : _mm256_setzero_si256();
+  // unpack works within 128-bit halves: lo = pairs 0-3 | 8-11, hi = 4-7 | 12-15.
+  const __m256i lo = _mm256_unpacklo_epi16(va, vb), hi = _mm256_unpackhi_epi16(va, vb);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_permute2x128_si256(lo, hi, 0x20));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+template <typename T>
+QEVAL_AVX2_INLINE void pair8(const T* a, const T* b, __m128i zv, int64_t step, int32_t* dst) {
+  const __m128i va = _mm_sub_epi16(load8(a, step), zv);
+  const __m128i vb = b ? _mm_sub_epi16(load8(b, step), zv) : _mm_setzero_si128();
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(va, vb));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4), _mm_unpackhi_epi16(va, vb));
+}
+
+// pair_row of one row in vectors of 16 or 8 words, the last one shifted back to
+// end with the row (rewriting some words with the same values); scalar below 8
+// words. A vector of W words at step 2 reads 2W source elements, one past the
+// last it uses: it runs only where that stays below `end`, the end of the
+// source tensor.
+template <typename T>
+QEVAL_AVX2_INLINE void pair_row_t(const T* a, const T* b, int32_t z, int64_t step, int32_t* dst,
+                                  int64_t n, const T* end) {
+  const T* far = b ? b : a;  // the source further on
+  const int64_t w = n >= 16 ? 16 : 8;
+  if ((step != 1 && (step != 2 || std::is_same_v<T, int16_t>)) || n < 8 || far + n * step > end) {
+    pair_row_typed(a, b, z, step, dst, n);
+    return;
+  }
+  const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  for (int64_t j = 0; j < n; j += w) {
+    const int64_t k = std::min(j, n - w);
+    if (w == 16) {
+      pair16(a + k * step, b ? b + k * step : nullptr, zv, step, dst + k);
+    } else {
+      pair8(a + k * step, b ? b + k * step : nullptr, _mm256_castsi256_si128(zv), step, dst + k);
+    }
+  }
+}
+
+// Zeroes words [0, lead) and [width - trail, width) of a row before its data
+// is written, in whole vectors that may cover data words too (width >= 8;
+// masked stores are slow on AMD cores).
+QEVAL_AVX2_INLINE void zero_edges(int32_t* row, int64_t width, int64_t lead, int64_t trail) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t i = 0; i < lead; i += kLanes) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + std::min(i, width - kLanes)), zero);
+  }
+  for (int64_t i = width - trail; i < width; i += kLanes) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + std::min(i, width - kLanes)), zero);
+  }
+}
+
+template <typename T>
+QEVAL_AVX2_INLINE void pair_rows_t(const T* a, const T* b, int32_t z, int64_t step,
+                                   int64_t src_stride, int32_t* dst, int64_t dst_stride,
+                                   int64_t rows, int64_t lead, int64_t count, int64_t trail,
+                                   const void* end) {
+  const int64_t width = lead + count + trail;
+  for (int64_t r = 0; r < rows; ++r, a += src_stride, dst += dst_stride) {
+    if (width >= kLanes) {
+      zero_edges(dst, width, lead, trail);
+    } else {
+      std::fill(dst, dst + lead, 0);
+      std::fill(dst + lead + count, dst + width, 0);
+    }
+    pair_row_t(a, b ? b + r * src_stride : nullptr, z, step, dst + lead, count,
+               static_cast<const T*>(end));
+  }
+}
+
+QEVAL_AVX2 void pair_rows_avx2(const void* a, const void* b, DType dtype, int32_t z, int64_t step,
+                               int64_t src_stride, int32_t* dst, int64_t dst_stride, int64_t rows,
+                               int64_t lead, int64_t count, int64_t trail, const void* end) {
+  switch (dtype) {
+    case DType::kInt8:
+      pair_rows_t(static_cast<const int8_t*>(a), static_cast<const int8_t*>(b), z, step, src_stride,
+                  dst, dst_stride, rows, lead, count, trail, end);
+      return;
+    case DType::kUInt8:
+      pair_rows_t(static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b), z, step,
+                  src_stride, dst, dst_stride, rows, lead, count, trail, end);
+      return;
+    default:
+      pair_rows_t(static_cast<const int16_t*>(a), static_cast<const int16_t*>(b), z, step,
+                  src_stride, dst, dst_stride, rows, lead, count, trail, end);
+      return;
+  }
+}
+
+QEVAL_AVX2 void center_avx2(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t n) {
+  const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  int64_t i = 0;
+  switch (dtype) {
+    case DType::kInt8:
+      for (; i + 16 <= n; i += 16) {
+        const __m256i v = load16(static_cast<const int8_t*>(x) + i, 1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_sub_epi16(v, zv));
+      }
+      break;
+    case DType::kUInt8:
+      for (; i + 16 <= n; i += 16) {
+        const __m256i v = load16(static_cast<const uint8_t*>(x) + i, 1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_sub_epi16(v, zv));
+      }
+      break;
+    default:
+      for (; i + 16 <= n; i += 16) {
+        const __m256i v = load16(static_cast<const int16_t*>(x) + i, 1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_sub_epi16(v, zv));
+      }
+      break;
+  }
+  center_scalar(static_cast<const char*>(x) + i * static_cast<int64_t>(dtype_size(dtype)), dtype, z,
+                dst + i, n - i);
+}
+
+QEVAL_AVX2 void clamp_avx2(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n) {
+  const char* p = static_cast<const char*>(x);
+  char* q = static_cast<char*>(y);
+  const int64_t size = static_cast<int64_t>(dtype_size(dtype)), per = 32 / size;
+  int64_t i = 0;
+  for (; i + per <= n; i += per) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i * size));
+    __m256i r;
+    switch (dtype) {
+      case DType::kInt8:
+        r = _mm256_min_epi8(_mm256_max_epi8(v, _mm256_set1_epi8(static_cast<char>(lo))),
+                            _mm256_set1_epi8(static_cast<char>(hi)));
+        break;
+      case DType::kUInt8:
+        r = _mm256_min_epu8(_mm256_max_epu8(v, _mm256_set1_epi8(static_cast<char>(lo))),
+                            _mm256_set1_epi8(static_cast<char>(hi)));
+        break;
+      default:
+        r = _mm256_min_epi16(_mm256_max_epi16(v, _mm256_set1_epi16(static_cast<int16_t>(lo))),
+                             _mm256_set1_epi16(static_cast<int16_t>(hi)));
+        break;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i * size), r);
+  }
+  clamp_scalar(p + i * size, dtype, lo, hi, q + i * size, n - i);
+}
+
+// 8 elements of an 8-bit array as int32 lanes.
+template <typename T>
+QEVAL_AVX2_INLINE __m256i load8_epi32(const T* p) {
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  if constexpr (std::is_same_v<T, int8_t>) return _mm256_cvtepi8_epi32(v);
+  return _mm256_cvtepu8_epi32(v);
+}
+
+// The integer schemes: (a - za) ma + (b - zb) mb in 64 bits (|.| < 2^41 for
+// 8-bit operands), shifted as ReqSingle does (round holds 2^62, off takes the
+// excess 2^(62 - r) off), clamped to [qmin - zc, qmax - zc], + zc.
+template <RoundingMode M, typename TA, typename TB, typename TY>
+QEVAL_AVX2_FMA_INLINE void add8_int(const AddRequant& p, int64_t round, int32_t off, const TA* a,
+                                    const TB* b, TY* y, int64_t n) {
+  const __m256i za = _mm256_set1_epi32(p.za), zb = _mm256_set1_epi32(p.zb),
+                ma = _mm256_set1_epi64x(p.ma), mb = _mm256_set1_epi64x(p.mb),
+                bias = _mm256_set1_epi64x(round), vo = _mm256_set1_epi32(off),
+                lo = _mm256_set1_epi32(p.qmin - p.zc), hi = _mm256_set1_epi32(p.qmax - p.zc),
+                zc = _mm256_set1_epi32(p.zc);
+  const __m128i r = _mm_cvtsi32_si128(p.r);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256i va = _mm256_sub_epi32(load8_epi32(a + i), za),
+                  vb = _mm256_sub_epi32(load8_epi32(b + i), zb);
+    const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(va, ma), _mm256_mul_epi32(vb, mb));
+    const __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(va, 32), ma),
+                                         _mm256_mul_epi32(_mm256_srli_epi64(vb, 32), mb));
+    __m256i q = _mm256_sub_epi32(
+        interleave_low32(rsr_low32<M>(even, bias, r), rsr_low32<M>(odd, bias, r)), vo);
+    q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), zc);
+    store8(q, y + i, kLanes, 1);
+  }
+  for (; i < n; ++i) y[i] = static_cast<TY>(p.apply(a[i], b[i]));
+}
+
+// The float scheme: fma as the reference's std::fma, cvtps2dq as
+// float_to_int32_rne (nearest even; out of range and NaN give INT32_MIN).
+template <typename TA, typename TB, typename TY>
+QEVAL_AVX2_FMA_INLINE void add8_float(const AddRequant& p, const TA* a, const TB* b, TY* y,
+                                      int64_t n) {
+  const __m256 ra = _mm256_set1_ps(p.ra), rb = _mm256_set1_ps(p.rb),
+               fixed = _mm256_set1_ps(p.fixed);
+  const __m256i off = _mm256_set1_epi32(p.off), lo = _mm256_set1_epi32(p.qmin + p.off),
+                hi = _mm256_set1_epi32(p.qmax + p.off);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 fa = _mm256_cvtepi32_ps(_mm256_add_epi32(load8_epi32(a + i), off));
+    const __m256 fb = _mm256_cvtepi32_ps(_mm256_add_epi32(load8_epi32(b + i), off));
+    const __m256i t = _mm256_cvtps_epi32(_mm256_fmadd_ps(fa, ra, _mm256_fmadd_ps(fb, rb, fixed)));
+    store8(_mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(t, lo), hi), off), y + i, kLanes, 1);
+  }
+  for (; i < n; ++i) y[i] = static_cast<TY>(p.apply(a[i], b[i]));
+}
+
+template <typename TA, typename TB, typename TY>
+QEVAL_AVX2_FMA_INLINE void add8_t(const AddRequant& p, int64_t round, int32_t off, const TA* a,
+                                  const TB* b, TY* y, int64_t n) {
+  if (p.float_scheme) {
+    add8_float(p, a, b, y, n);
+    return;
+  }
+  switch (p.mode) {
+    case RoundingMode::kHalfUp:
+      add8_int<RoundingMode::kHalfUp>(p, round, off, a, b, y, n);
+      return;
+    case RoundingMode::kHalfAwayFromZero:
+      add8_int<RoundingMode::kHalfAwayFromZero>(p, round, off, a, b, y, n);
+      return;
+    case RoundingMode::kHalfToEven:
+      add8_int<RoundingMode::kHalfToEven>(p, round, off, a, b, y, n);
+      return;
+  }
+}
+
+template <typename TA, typename TB>
+QEVAL_AVX2_FMA_INLINE void add8_y(const AddRequant& p, int64_t round, int32_t off, const TA* a,
+                                  const TB* b, void* y, DType yt, int64_t n) {
+  if (yt == DType::kInt8) {
+    add8_t(p, round, off, a, b, static_cast<int8_t*>(y), n);
+  } else {
+    add8_t(p, round, off, a, b, static_cast<uint8_t*>(y), n);
+  }
+}
+
+template <typename TA>
+QEVAL_AVX2_FMA_INLINE void add8_b(const AddRequant& p, int64_t round, int32_t off, const TA* a,
+                                  const void* b, DType bt, void* y, DType yt, int64_t n) {
+  if (bt == DType::kInt8) {
+    add8_y(p, round, off, a, static_cast<const int8_t*>(b), y, yt, n);
+  } else {
+    add8_y(p, round, off, a, static_cast<const uint8_t*>(b), y, yt, n);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void add8_avx2(const AddRequant& p, int64_t round, int32_t off,
+                                                   const void* a, DType at, const void* b, DType bt,
+                                                   void* y, DType yt, int64_t n) {
+  if (at == DType::kInt8) {
+    add8_b(p, round, off, static_cast<const int8_t*>(a), b, bt, y, yt, n);
+  } else {
+    add8_b(p, round, off, static_cast<const uint8_t*>(a), b, bt, y, yt, n);
+  }
+}
+
+// ---- AVX-512 VNNI: the AVX2 code with vpdpwssd (pair products added in one
+// instruction, no saturation) in the micro-kernel ------------------------------
+
+#define QEVAL_MADD_VNNI(c, a, b) _mm256_dpwssd_epi32(c, a, b)
+QEVAL_VNNI void gemm_tile_vnni(const int32_t* w, const int32_t* const* x, const int32_t* offs,
+                               int64_t nkk, int32_t* acc, int64_t acc_stride) {
+  QEVAL_GEMM_TILE_BODY(QEVAL_MADD_VNNI);
+}
+
+#endif  // QEVAL_X86
+
+// Single rounding without the int32 saturation: q(acc) = RSR(acc * m, n, mode).
+int64_t single_q(int64_t acc, int32_t m, int n, RoundingMode mode) {
+  return rounding_shift_right(acc * m, n, mode);
+}
+
+// The accumulator range of ReqSingle for m > 0 (q non-decreasing in acc):
+// acc_lo = the largest acc with q(acc) <= lo (INT32_MIN if none), acc_hi = the
+// smallest with q(acc) >= hi (INT32_MAX if none). Outside it the clamped output
+// is lo or hi, inside it q lies in [q(acc_lo), q(acc_hi)], which must fit int32.
+bool single_range(ChannelRequant& cr, int32_t lo, int32_t hi, RoundingMode mode) {
+  auto q = [&](int64_t a) { return single_q(a, cr.m, cr.shift, mode); };
+  // Binary search of the last a in [a0, a1] with q(a) <= v, given q(a0) <= v < q(a1).
+  auto last_at_most = [&](int64_t a0, int64_t a1, int64_t v) {
+    while (a1 - a0 > 1) {
+      const int64_t mid = a0 + (a1 - a0) / 2;
+      (q(mid) <= v ? a0 : a1) = mid;
+    }
+    return a0;
+  };
+  const int64_t amin = INT32_MIN, amax = INT32_MAX;
+  int64_t a_lo = amin, a_hi = amax;
+  if (q(amin) <= lo) a_lo = q(amax) <= lo ? amax : last_at_most(amin, amax, lo);
+  if (q(amax) >= hi) a_hi = q(amin) >= hi ? amin : last_at_most(amin, amax, hi - 1) + 1;
+  const int64_t q_lo = q(a_lo), q_hi = q(a_hi);
+  if (q_lo < INT32_MIN || q_hi > INT32_MAX) return false;
+  cr.acc_lo = static_cast<int32_t>(a_lo);
+  cr.acc_hi = static_cast<int32_t>(a_hi);
+  return true;
+}
+
+}  // namespace
+
+void Epilogue::prepare() {
+  const size_t channels = sum_bound.size();
+  ch.assign(channels, ChannelRequant{});
+  const int32_t zp = st.y.z();
+  if (st.raw) {
+    for (ChannelRequant& cr : ch) cr.ok = dtype == DType::kInt32;
+    return;
+  }
+  // Vector code stores 8/16-bit outputs whose qmin - zp, qmax - zp fit easily.
+  if (dtype != st.y.dtype ||
+      (dtype != DType::kInt8 && dtype != DType::kUInt8 && dtype != DType::kInt16) ||
+      std::abs(zp) >= (1 << 30)) {
+    return;
+  }
+  const Requant& rq = st.rq;
+  const int32_t lo = st.y.qmin - zp, hi = st.y.qmax - zp;
+  for (size_t c = 0; c < channels; ++c) {
+    ChannelRequant& cr = ch[c];
+    if (rq.scheme == RequantScheme::kFloat) {
+      cr.fscale = rq.fscale.size() > 1 ? rq.fscale[c] : rq.fscale[0];
+      cr.ok = std::isfinite(cr.fscale);
+      continue;
+    }
+    const Multiplier mu = rq.mult.size() > 1 ? rq.mult[c] : rq.mult[0];
+    cr.m = mu.m;
+    cr.shift = mu.rshift;
+    if (rq.scheme == RequantScheme::kSingleRounding) {
+      cr.ok = mu.m > 0 && mu.rshift >= 1 && mu.rshift <= 62 && single_range(cr, lo, hi, rq.mode);
+      if (cr.ok) {
+        const int64_t half = int64_t{1} << (mu.rshift - 1);
+        cr.round = (rq.mode == RoundingMode::kHalfToEven ? half - 1 : half) + (int64_t{1} << 62);
+        cr.off = static_cast<int32_t>(static_cast<uint32_t>(uint64_t{1} << (62 - mu.rshift)));
+      }
+    } else {
+      cr.ok = mu.rshift >= 31 && mu.rshift <= 62 && mu.m != INT32_MIN;
+      cr.mask = cr.ok ? static_cast<int32_t>((int64_t{1} << (mu.rshift - 31)) - 1) : 0;
+    }
+  }
+}
+
+void Epilogue::set_bias(const Tensor* B) {
+  const size_t channels = sum_bound.size();
+  bias.assign(channels, 0);
+  vec.assign(channels, 0);
+  for (size_t c = 0; c < channels; ++c) {
+    if (B) bias[c] = B->get_int(static_cast<int64_t>(c));
+    const int64_t room = (int64_t{1} << 31) - sum_bound[c];  // sum + bias must not saturate
+    vec[c] = ch[c].ok && bias[c] < room && bias[c] > -room;
+  }
+}
+
+bool cpu_has(Isa isa) {
+#ifdef QEVAL_X86
+  switch (isa) {
+    case Isa::kScalar:
+      return true;
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kAvx512Vnni:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+#else
+  return isa == Isa::kScalar;
+#endif
+}
+
+Isa isa_of(KernelMode m) {
+  switch (m) {
+    case KernelMode::kScalar:
+      return Isa::kScalar;
+    case KernelMode::kAvx2:
+      return Isa::kAvx2;
+    case KernelMode::kAvx512Vnni:
+      return Isa::kAvx512Vnni;
+    case KernelMode::kReference:
+    case KernelMode::kOptimized:
+      break;
+  }
+  static const Isa best = cpu_has(Isa::kAvx512Vnni) ? Isa::kAvx512Vnni
+                          : cpu_has(Isa::kAvx2)     ? Isa::kAvx2
+                                                    : Isa::kScalar;
+  return best;
+}
+
+const IsaKernels& kernels(Isa isa) {
+  static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar, finish_scalar, pair_rows_scalar,
+                                 center_scalar,    clamp_scalar,  add8_scalar};
+#ifdef QEVAL_X86
+  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2, finish_avx2, pair_rows_avx2,
+                               center_avx2,    clamp_avx2,  add8_avx2};
+  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2, finish_avx2, pair_rows_avx2,
+                               center_avx2,    clamp_avx2,  add8_avx2};
+  if (isa == Isa::kAvx2) return avx2;
+  if (isa == Isa::kAvx512Vnni) return vnni;
+#endif
+  return scalar;
+}
+
+}  // namespace qeval::kern::opt

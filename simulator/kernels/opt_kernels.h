@@ -1,0 +1,147 @@
+// Optimized integer kernels, bit-identical to the reference kernels on every
+// element: Conv2d, Linear and MatMul with exact int32 arithmetic (opt_gemm.cc),
+// the elementwise ops the zoo uses (opt_elementwise.cc), and the instruction-set
+// specific parts of both (opt_isa.cc: portable C++, AVX2, AVX-512 VNNI, chosen
+// at run time). kernels_opt_test checks them against the reference.
+//
+// Numerics. The reference sums (x - z_x)(w - z_w) in int64 and saturates to
+// int32. Here both centred operands are int16 and pairs of products are summed
+// into int32 (x86 vpmaddwd, or vpdpwssd with AVX-512 VNNI). That is the same sum
+// whenever no int32 overflow can occur, which prepare_* proves from the data
+// before choosing these kernels:
+//   K * max|w_c| * max|x_c| < 2^31   for every output channel c,
+// K the products per output, max|w_c| from the constant weights, max|x_c| from
+// the input dtype and zero point. Every partial sum, in any order, is then
+// exact, so results never depend on the order or the thread count. The bias is
+// added in int64 and saturated as in the reference (in int32 lanes where
+// bound + |bias_c| < 2^31 makes the saturation a no-op).
+//
+// Layout. The input is centred to int16 and re-laid out as "pair planes": each
+// int32 word holds two input channels (c, c+1) of one padded pixel, the padding
+// being 0 (= z_x centred, as in the reference). A strided convolution splits the
+// padded input into stride phases so that the taps of 8 consecutive outputs are
+// always 8 consecutive words; a pointwise one (1x1, stride 1, no padding) is a
+// plain GEMM over the H*W pixels of a plane. Output rows are computed on a grid
+// whose width is OW rounded up to 8 (the extra lanes are never stored). Weights
+// (constants) are packed once, at prepare time, into pair words in the order
+// the micro-kernel reads them: it computes 4 output channels x 16 outputs from
+// 2 loads and 4 broadcasts per input channel pair and tap. Depthwise
+// convolutions (one input channel per group) read the same pair planes, each
+// output channel its half of the words (weights (w, 0) or (0, w)), tap by tap.
+//
+// Threads: TBB tasks over spans of output tiles (and over input channel pairs
+// for the re-layout); every output element is computed by exactly one task.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "simulator/kernels/common.h"
+
+namespace qeval::kern::opt {
+
+enum class Isa { kScalar, kAvx2, kAvx512Vnni };
+bool cpu_has(Isa isa);
+// The instruction set an optimized kernel mode runs (kOptimized: the best the CPU has).
+Isa isa_of(KernelMode m);
+
+// The GEMM micro-tile: kRows output channels x kGroups groups of kLanes outputs
+// (4 x 2 keeps the 8 AVX2 accumulators, 2 inputs, a weight and a product in
+// the 16 registers; 4 x 3 spills one, 2 x 4 and 4 x 2 measured fastest).
+constexpr int kLanes = 8, kRows = 4, kGroups = 2, kTile = kGroups * kLanes;
+
+// The vector form of one channel's requantization (Epilogue::prepare).
+struct ChannelRequant {
+  bool ok = false;           // the vector code applies to these parameters
+  int32_t m = 0, shift = 0;  // integer schemes
+  float fscale = 0.0f;       // float scheme
+  // Single rounding: the accumulator is clamped to [acc_lo, acc_hi] first, a
+  // range outside which the clamped output no longer changes; the rounding
+  // term and offset of the shift (opt_isa.cc ReqSingle).
+  int32_t acc_lo = INT32_MIN, acc_hi = INT32_MAX;
+  int64_t round = 0;
+  int32_t off = 0;
+  int32_t mask = 0;  // double rounding: the RoundingDivideByPOT mask
+};
+
+// Bias and requantization of int32 sums, bit-identical to OutStage::finish of
+// (sum + bias). Vector code handles the common parameter ranges; any other
+// channel takes the scalar path, which is OutStage::finish itself.
+struct Epilogue {
+  OutStage st;
+  DType dtype = DType::kInt8;      // the output's
+  std::vector<int64_t> sum_bound;  // per channel: K * max|w_c| * max|x_c|
+  std::vector<ChannelRequant> ch;  // per channel, from prepare()
+  // Per run (set_bias): each channel's bias (0 without a bias input), and
+  // whether the vector code finishes it (bias + sum_bound < 2^31 as well).
+  std::vector<int64_t> bias;
+  std::vector<uint8_t> vec;
+  // Once st, dtype and sum_bound are set.
+  void prepare();
+  void set_bias(const Tensor* B);
+};
+
+// What one instruction set provides. Word arrays hold int16 pairs (low, high).
+struct IsaKernels {
+  // acc[r * acc_stride + g * kLanes + l] = sum over kk < nkk of the pair
+  // product of word x[g][offs[kk] + l] and word w[kk * kRows + r].
+  void (*gemm_tile)(const int32_t* w, const int32_t* const* x, const int32_t* offs, int64_t nkk,
+                    int32_t* acc, int64_t acc_stride);
+  // acc[l] = sum over t < ntaps of the pair product of x[offs[t] + l] and w[t], for l < n
+  // (n a multiple of kLanes).
+  void (*dw_row)(const int32_t* x, const int32_t* offs, const int32_t* w, int64_t ntaps, int64_t n,
+                 int32_t* acc);
+  // For rows r < `rows` (channel c0 + r): adds the channel's bias to the n sums
+  // at acc + r * acc_stride, requantizes them and stores them (Epilogue::dtype)
+  // at element r * chan_stride + l * stride of dst. The sums are read in whole
+  // groups of kLanes.
+  void (*finish)(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                 int64_t acc_stride, int64_t n, void* dst, int64_t chan_stride, int64_t stride);
+  // For rows r < `rows`: row r of dst (dst + r * dst_stride) is `lead` zero
+  // words, then pair(a[j * step] - z, b ? b[j * step] - z : 0) for j < count,
+  // a and b advancing src_stride elements per row, then `trail` zero words.
+  // a and b are of an 8/16-bit dtype; the differences fit int16. `end` is the
+  // end of the tensor a and b are in (vector loads may read past the elements used).
+  void (*pair_rows)(const void* a, const void* b, DType dtype, int32_t z, int64_t step,
+                    int64_t src_stride, int32_t* dst, int64_t dst_stride, int64_t rows,
+                    int64_t lead, int64_t count, int64_t trail, const void* end);
+  // dst[i] = x[i] - z for the n elements of an 8/16-bit array (results fit int16).
+  void (*center)(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t n);
+  // y[i] = min(max(x[i], lo), hi) for n elements of an 8/16-bit dtype.
+  void (*clamp)(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n);
+  // y[i] = add.apply(a[i], b[i]) for n elements, a, b and y 8-bit; `round` and
+  // `off` are the integer schemes' shift terms (prepare_add).
+  void (*add8)(const AddRequant& add, int64_t round, int32_t off, const void* a, DType at,
+               const void* b, DType bt, void* y, DType yt, int64_t n);
+};
+const IsaKernels& kernels(Isa isa);
+
+// The optimized kernel of an integer node, or nullopt where the reference must
+// run: weights not constant, centred operands beyond int16, a sum that could
+// overflow int32. `reference` runs the inputs the optimized kernel does not
+// take at run time (a shape or dtype other than the graph said).
+std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference);
+std::optional<EvalFn> prepare_linear(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference);
+std::optional<EvalFn> prepare_matmul(const KernelArgs& a, const OutStage& st,
+                                     const EvalFn& reference);
+
+// Elementwise (opt_elementwise.cc). A pointwise integer op on 8/16-bit values
+// (unary activations, Flatten/Reshape; Add/Mul of two 8-bit inputs) becomes a
+// table made by running `reference` on every input value (pair). The typed
+// kernels of Add, GlobalAvgPool and per-tensor Quantize compute the reference's
+// formulas (AddRequant, core/numerics). nullopt where the reference must run;
+// `reference` also takes the inputs they do not (broadcasting, other dtypes).
+std::optional<EvalFn> tabulate_unary(const KernelArgs& a, const EvalFn& reference);
+std::optional<EvalFn> tabulate_binary(const KernelArgs& a, const EvalFn& reference);
+// Add: with a vector instruction set and 8-bit operands, the formula in
+// vectors (it leaves a 64k table far behind); else tabulate_binary.
+std::optional<EvalFn> prepare_add(const KernelArgs& a, const AddRequant& add,
+                                  const EvalFn& reference);
+std::optional<EvalFn> prepare_global_avg_pool(const KernelArgs& a, const Requant& rq,
+                                              const EvalFn& reference);
+std::optional<EvalFn> prepare_quantize(const KernelArgs& a, const EvalFn& reference);
+
+}  // namespace qeval::kern::opt
