@@ -387,7 +387,7 @@ std::string quantize_summary_json(const QuantizeResult& r) {
   return fmt::format(
       "{{\n  \"model\": \"{}\",\n  \"chip\": \"{}\",\n  \"samples\": {},\n  \"fp32_top1\": {:.4f},\n"
       "  \"ptq_sim_top1\": {:.4f},\n  \"qat\": {},\n  \"qat_fake_quant_top1\": {:.4f},\n  \"qat_sim_top1\": {:.4f},\n"
-      "  \"qat_epoch_loss\": [{:.6f}],\n  \"qat_seconds\": {:.1f},\n"
+      "  \"qat_epoch_loss\": [{:.6f}],\n  \"qat_seconds\": {:.3f},\n"
       "  \"aligned_elements\": {},\n  \"aligned_mismatched\": {},\n  \"aligned_class_agreement\": {:.6f},\n"
       "  \"float_layers\": [{}],\n  \"int16_activations\": [{}],\n"
       "  \"aligned_layers\": {},\n  \"fake_quant_layers\": {}\n}}\n",

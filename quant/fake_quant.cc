@@ -156,6 +156,23 @@ std::array<torch::Tensor, 3> fused_fake_quant(const torch::Tensor& x, const torc
   return {out, inside, local};
 }
 
+// g · inside (the STE gradient): one pass when both are dense in the same
+// memory order, else the tensor expression; the same float multiply either way.
+torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& inside) {
+  if (g.scalar_type() != torch::kFloat || !g.is_non_overlapping_and_dense() || g.strides() != inside.strides() ||
+      g.sizes() != inside.sizes()) {
+    return g * inside.to(g.scalar_type());
+  }
+  torch::Tensor dx = torch::empty_like(g);
+  const float* gp = g.data_ptr<float>();
+  const bool* in = inside.data_ptr<bool>();
+  float* out = dx.data_ptr<float>();
+  at::parallel_for(0, g.numel(), 16384, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[i] = gp[i] * static_cast<float>(in[i]);
+  });
+  return dx;
+}
+
 class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor scale,
@@ -183,8 +200,7 @@ class FakeQuantFn : public torch::autograd::Function<FakeQuantFn> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &inside = saved[0], &local = saved[1];
     const torch::Tensor& g = grads[0];
-    const torch::Tensor mask = inside.to(g.scalar_type());
-    torch::Tensor dx = g * mask, ds;
+    torch::Tensor dx = masked_grad(g, inside), ds;
     if (ctx->saved_data["learn"].toBool()) {
       torch::Tensor full = g * local * ctx->saved_data["g"].toDouble();
       const int64_t axis = ctx->saved_data["axis"].toInt();
