@@ -1,5 +1,7 @@
 #include "simulator/program.h"
 
+#include "simulator/kernels/opt_kernels.h"
+
 #include <mutex>
 #include <optional>
 #include <set>
@@ -67,6 +69,8 @@ Result<Executor> Executor::create(Graph program, ChipProfile profile, KernelMode
     QEVAL_ASSIGN_OR_RETURN(EvalFn fn, prepare_node(KernelArgs{n, ex.graph_, ex.profile_, mode}));
     ex.kernels_.push_back(std::move(fn));
   }
+  ex.fused_.assign(ex.graph_.nodes.size(), {});
+  if (mode != KernelMode::kReference) QEVAL_RETURN_IF_ERROR(ex.plan_fusion(mode));
   // Free each intermediate after its last consumer.
   std::map<std::string, size_t> last;
   for (size_t i = 0; i < ex.graph_.nodes.size(); ++i) {
@@ -83,6 +87,52 @@ Result<Executor> Executor::create(Graph program, ChipProfile profile, KernelMode
     }
   }
   return ex;
+}
+
+Status Executor::plan_fusion(KernelMode mode) {
+  const Graph& g = graph_;
+  std::map<std::string, std::vector<size_t>> consumers;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const auto& in : g.nodes[i].inputs) {
+      if (!in.empty()) consumers[in].push_back(i);
+    }
+  }
+  const std::set<std::string> outputs(g.outputs.begin(), g.outputs.end());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& conv = g.nodes[i];
+    if (conv.op != OpKind::kConv2d || conv.outputs.size() != 1) continue;
+    const std::string& v = conv.outputs[0];
+    auto it = consumers.find(v);
+    if (outputs.count(v) || it == consumers.end() || it->second.size() != 1) continue;
+    const size_t j = it->second[0];
+    const Node& act = g.nodes[j];
+    if ((act.op != OpKind::kRelu && act.op != OpKind::kRelu6) || act.inputs.size() != 1 ||
+        act.outputs.size() != 1 || fused_[j].skip) {
+      continue;
+    }
+    QEVAL_ASSIGN_OR_RETURN(EvalFn act_ref,
+                           prepare_node(KernelArgs{act, g, profile_, KernelMode::kReference}));
+    const auto clamp =
+        kern::opt::unary_as_clamp(KernelArgs{act, g, profile_, mode}, act_ref);
+    if (!clamp) continue;
+    QEVAL_ASSIGN_OR_RETURN(EvalFn conv_ref,
+                           prepare_node(KernelArgs{conv, g, profile_, KernelMode::kReference}));
+    // What the fused kernel hands back to the specification: conv, then the clamp.
+    EvalFn both = [conv_ref, act_ref](const std::vector<const Tensor*>& in,
+                                      std::vector<Tensor*>& out) -> Status {
+      Tensor tmp(out[0]->dtype(), out[0]->shape());
+      std::vector<Tensor*> t{&tmp};
+      QEVAL_RETURN_IF_ERROR(conv_ref(in, t));
+      return act_ref({&tmp}, out);
+    };
+    auto fn = kern::opt::prepare_conv2d_clamped(KernelArgs{conv, g, profile_, mode},
+                                                clamp->first, clamp->second, both);
+    if (!fn) continue;
+    fused_[i].fn = std::move(*fn);
+    fused_[i].into = j;
+    fused_[j].skip = true;
+  }
+  return Status::ok();
 }
 
 Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, Tensor>& inputs,
@@ -112,8 +162,25 @@ Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, 
   for (const auto& [name, t] : inputs) {
     if (!env.count(name)) return invalid_argument("'{}' is not an input of the model", name);
   }
+  const bool fuse = !opts.keep_intermediates;
+  auto release = [&](size_t i) {
+    if (opts.keep_intermediates) return;
+    for (const Free& f : frees_[i]) {
+      auto it = env.find(f.value);
+      if (it == env.end()) continue;
+      if (f.produced) spare_->give(std::move(it->second));
+      env.erase(it);
+    }
+  };
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& n = graph_.nodes[i];
+    if (fuse && fused_[i].skip) {  // computed by the conv it follows
+      release(i);
+      continue;
+    }
+    const bool fused = fuse && fused_[i].fn;
+    const std::vector<std::string>& out_names =
+        fused ? graph_.nodes[fused_[i].into].outputs : n.outputs;
     std::vector<const Tensor*> ins;
     std::vector<Shape> shapes;
     for (const std::string& name : n.inputs) {
@@ -133,8 +200,8 @@ Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, 
     }
     QEVAL_ASSIGN_OR_RETURN(std::vector<Shape> out_shapes, infer_node_shapes(n, shapes));
     std::vector<Tensor> outs;
-    for (size_t o = 0; o < n.outputs.size(); ++o) {
-      const ValueInfo* vi = graph_.find_value(n.outputs[o]);
+    for (size_t o = 0; o < out_names.size(); ++o) {
+      const ValueInfo* vi = graph_.find_value(out_names[o]);
       const DType dtype = vi ? vi->dtype : DType::kFloat32;
       std::optional<Tensor> reused = spare_->take(dtype, shape_numel(out_shapes[o]));
       if (!reused) {
@@ -146,17 +213,10 @@ Result<std::map<std::string, Tensor>> Executor::run(const std::map<std::string, 
     }
     std::vector<Tensor*> out_ptrs;
     for (Tensor& t : outs) out_ptrs.push_back(&t);
-    Status s = kernels_[i](ins, out_ptrs);
+    Status s = (fused ? fused_[i].fn : kernels_[i])(ins, out_ptrs);
     if (!s.is_ok()) return s.with_context(n.describe());
-    for (size_t o = 0; o < n.outputs.size(); ++o) env[n.outputs[o]] = std::move(outs[o]);
-    if (!opts.keep_intermediates) {
-      for (const Free& f : frees_[i]) {
-        auto it = env.find(f.value);
-        if (it == env.end()) continue;
-        if (f.produced) spare_->give(std::move(it->second));
-        env.erase(it);
-      }
-    }
+    for (size_t o = 0; o < out_names.size(); ++o) env[out_names[o]] = std::move(outs[o]);
+    release(i);
   }
   if (opts.keep_intermediates) return env;
   std::map<std::string, Tensor> result;

@@ -38,6 +38,18 @@ class Executor {
   Graph graph_;
   ChipProfile profile_;
   std::vector<EvalFn> kernels_;
+  // Fusion (optimized modes, runs without keep_intermediates): a Conv2d whose
+  // only consumer is a Relu / Relu6 that is a clamp into the same dtype
+  // computes the clamped output itself (kern::opt::prepare_conv2d_clamped)
+  // into the Relu's output value, and the Relu node is skipped. Runs that keep
+  // intermediates run every node unfused, so that every value exists.
+  struct Fused {
+    EvalFn fn;            // set on the conv: writes the output of node `into`
+    size_t into = 0;
+    bool skip = false;    // set on the Relu
+  };
+  std::vector<Fused> fused_;
+  Status plan_fusion(KernelMode mode);
   // Per node: values dead after it, and whether a node produced them (then
   // only this run holds them and their storage may serve a later output).
   struct Free {

@@ -322,6 +322,93 @@ TEST(OptimizedKernels, Conv2dZooShapesEqualReference) {
   EXPECT_GT(tally.optimized.value_or(0), tally.cases / 2);
 }
 
+// 3x3 stride-1 convolutions of one group, the Winograd kernel's: odd and even
+// sizes, asymmetric padding, output widths whose tile rows fill whole vectors
+// or leave some lanes over.
+ConvSpec winograd_conv(std::mt19937& rng) {
+  ConvSpec s;
+  s.N = rand_int(rng, 1, 2);
+  s.KH = s.KW = 3;
+  s.group = 1;
+  s.strides = {1, 1};
+  s.dil = {1, 1};
+  s.pads = {rand_int(rng, 0, 2), rand_int(rng, 0, 2), rand_int(rng, 0, 2), rand_int(rng, 0, 2)};
+  s.C = rand_int(rng, 8, 40);
+  s.M = rand_int(rng, 1, 40);
+  s.H = rand_int(rng, 3, 20);
+  const int64_t ow[] = {13, 14, 15, 16, 25, 29, 32, 33};
+  s.W = ow[rand_int(rng, 0, 7)] + 2 - s.pads[1] - s.pads[3];
+  return s;
+}
+
+TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
+  std::mt19937 rng(31);
+  Tally tally;
+  const int64_t before = kern::opt::winograd_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 12; ++i) {
+      const ConvSpec s = winograd_conv(rng);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (Winograd shapes)");
+  const int64_t runs = kern::opt::winograd_runs() - before;
+  std::cout << "Winograd kernel runs: " << runs << "\n";
+  // 8-bit inputs take it (int16 ones exceed its int16 transforms): most cases,
+  // in every optimized mode and thread count.
+  EXPECT_GT(runs, tally.cases);
+}
+
+// A Conv2d followed by Relu or Relu6 in the conv's quantization: the executor
+// fuses the clamp into the conv's requantization (program.cc) in runs that do
+// not keep intermediates; the Relu's output must equal the reference's.
+TEST(OptimizedKernels, Conv2dReluFusionEqualsReference) {
+  std::mt19937 rng(57);
+  Tally tally;
+  int64_t fused = 0;
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 40; ++i) {
+      const ConvSpec s = i % 2 ? winograd_conv(rng) : random_conv(rng);
+      for (DType xd : activation_dtypes(p)) {
+        NodeCase c = conv_case(rng, p, s, xd);
+        Graph& g = c.g;
+        if (!g.value("y").quant) continue;  // raw int32 output: no activation
+        g.value("c") = g.value("y");
+        g.value("c").name = "c";
+        g.nodes[0].outputs = {"c"};
+        Node act;
+        act.op = rand_int(rng, 0, 1) ? OpKind::kRelu : OpKind::kRelu6;
+        act.name = "act";
+        act.inputs = {"c"};
+        act.outputs = {"y"};
+        g.nodes.push_back(act);
+        c.desc += act.op == OpKind::kRelu ? " + Relu" : " + Relu6";
+        auto lowered = lower_graph(g, p);
+        if (!lowered.is_ok()) continue;  // e.g. Relu6 of a range without 6 in it
+        for (KernelMode mode : optimized_modes()) {
+          const KernelArgs a{lowered->nodes[1], *lowered, p, mode};
+          auto ref = prepare_node(KernelArgs{lowered->nodes[1], *lowered, p, KernelMode::kReference});
+          ASSERT_TRUE(ref.is_ok());
+          const auto lo_hi = kern::opt::unary_as_clamp(a, *ref);
+          if (!lo_hi) continue;
+          const EvalFn none;
+          fused += kern::opt::prepare_conv2d_clamped(KernelArgs{lowered->nodes[0], *lowered, p, mode},
+                                                     lo_hi->first, lo_hi->second, none)
+                       .has_value();
+        }
+        Feeds again = c.feeds;
+        again["x"] = random_tensor(rng, xd, g.value("x").shape, dtype_min(xd), dtype_max(xd));
+        expect_same(*lowered, p, {c.feeds, again}, c.desc, tally);
+      }
+    }
+  }
+  tally.report("Conv2d + Relu/Relu6 (fused)");
+  std::cout << "fused conv kernels prepared: " << fused << "\n";
+  EXPECT_GT(fused, tally.cases / 4);
+}
+
 NodeCase gemm_case(std::mt19937& rng, const ChipProfile& p, bool matmul, DType xd) {
   NodeCase c;
   Graph& g = c.g;
@@ -675,6 +762,28 @@ TEST(OptimizedKernels, ZooModelsEqualReferenceOnEveryValue) {
         expect_same(*lowered, p,
                     {{{in, images(2, 10)}}, {{in, images(2, 11)}}, {{in, images(1, 12)}}},
                     what + " outputs", tally);
+        // Runs without keep_intermediates fuse Conv2d + Relu/Relu6: every value
+        // that still exists there (all but the convs' outputs feeding a Relu)
+        // made a graph output, so that each is compared.
+        Graph all = *lowered;
+        std::map<std::string, int> uses;
+        for (const Node& n : all.nodes)
+          for (const auto& v : n.inputs) uses[v] += 1;
+        for (size_t i = 0; i < all.nodes.size(); ++i) {
+          const Node& n = all.nodes[i];
+          for (const auto& v : n.outputs) {
+            bool feeds_act = false;
+            for (const Node& m : all.nodes) {
+              feeds_act |= (m.op == OpKind::kRelu || m.op == OpKind::kRelu6) && m.inputs[0] == v;
+            }
+            if (n.op == OpKind::kConv2d && feeds_act && uses[v] == 1) continue;
+            if (std::find(all.outputs.begin(), all.outputs.end(), v) == all.outputs.end()) {
+              all.outputs.push_back(v);
+            }
+          }
+        }
+        expect_same(all, p, {{{in, images(2, 13)}}, {{in, images(3, 14)}}},
+                    what + " fused values", tally);
       }
     }
   }

@@ -133,6 +133,26 @@ std::optional<EvalFn> tabulate_unary(const KernelArgs& a, const EvalFn& referenc
   });
 }
 
+std::optional<std::pair<int32_t, int32_t>> unary_as_clamp(const KernelArgs& a,
+                                                          const EvalFn& reference) {
+  if (!is_integer_node(a.node, a.graph) || a.node.inputs.size() != 1) return std::nullopt;
+  const auto xd = value_dtype(a.graph, a.node.inputs[0]),
+             yd = value_dtype(a.graph, a.node.outputs[0]);
+  if (!xd || !yd || *xd != *yd || !small_int(*xd)) return std::nullopt;
+  Tensor xs = all_values(*xd, 1, 1);
+  Tensor table(*yd, xs.shape());
+  std::vector<Tensor*> outs{&table};
+  if (!reference({&xs}, outs).is_ok()) return std::nullopt;
+  const int64_t lo = dtype_min(*xd), n = xs.numel();
+  const int32_t cmin = static_cast<int32_t>(table.get_int(0)),
+                cmax = static_cast<int32_t>(table.get_int(n - 1));
+  if (cmin > cmax) return std::nullopt;
+  for (int64_t i = 0; i < n; ++i) {
+    if (table.get_int(i) != std::clamp<int64_t>(lo + i, cmin, cmax)) return std::nullopt;
+  }
+  return std::make_pair(cmin, cmax);
+}
+
 std::optional<EvalFn> tabulate_binary(const KernelArgs& a, const EvalFn& reference) {
   if (!is_integer_node(a.node, a.graph)) return std::nullopt;
   const auto ad = value_dtype(a.graph, a.node.inputs[0]),

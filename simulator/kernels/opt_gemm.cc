@@ -6,6 +6,8 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <memory>
 #include <mutex>
 
@@ -257,6 +259,11 @@ struct ConvParams {
   bool depthwise = false;      // one input channel per group: per-tap kernel
   std::vector<int32_t> wpack;  // pack_gemm, or pack_depthwise
   Epilogue base;               // bias is filled per run
+  // Winograd F(2x2, 3x3) (3x3, stride 1, no dilation, one group), where the
+  // bounds allow it (winograd_weights): the 16 transformed weight matrices, each
+  // packed by pack_gemm, one after the other.
+  bool winograd = false;
+  std::vector<int32_t> wino_pack;
 };
 
 // Geometry of one run: the pair planes of one input channel pair are nph phase
@@ -411,6 +418,174 @@ Status run_conv_depthwise(const ConvParams& cp, const ConvGeom& g, const Tensor&
   return Status::ok();
 }
 
+// ---- Winograd F(2x2, 3x3) ----------------------------------------------------
+//
+// Y = A^T [(G g G^T) . (B^T d B)] A computes a 2x2 block of a 3x3 stride-1
+// convolution from a 4x4 input patch d with 16 products per channel instead
+// of 36 (Lavin & Gray). With G' = 2G, whose entries are integers, every step is
+// integer arithmetic and the result is 4Y exactly, Y being the convolution's
+// sum itself; the kernels shift it right by 2. Exactness: the transformed
+// input B^T d B is a sum of at most 4 centred inputs (|v| <= 4 max|x|), the
+// transformed weights G' g G'^T of at most 9 weights times 4 (|u| <= 36
+// max|w|); both must fit int16, and for every output channel m
+//   sum over xi of (sum over c of |u_xi[m][c]|) * 4 max|x| < 2^31
+// bounds every partial sum of the GEMMs and of the output transform, so no
+// int32 sum wraps and 4Y / 4 is the reference's exact sum. Bias and
+// requantization are the same Epilogue as the direct kernel's.
+
+// The 16 transformed weight matrices u_xi[m][c] of centred 3x3 weights w
+// (rows M, K = C * 9), each packed by pack_gemm; nullopt where the bound fails.
+std::optional<std::vector<int32_t>> winograd_weights(const CenteredWeights& w, int64_t C,
+                                                     int64_t xmax) {
+  static constexpr int kG[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};
+  const int64_t M = w.rows, vmax = 4 * xmax;
+  if (vmax > INT16_MAX) return std::nullopt;
+  std::vector<CenteredWeights> u(16);
+  for (CenteredWeights& t : u) {
+    t.rows = M;
+    t.K = C;
+    t.v.assign(M * C, 0);
+    t.maxabs.assign(M, 0);
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    int64_t bound = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const int32_t* g = w.v.data() + m * w.K + c * 9;
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+          int64_t v = 0;
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) v += int64_t{kG[i][a]} * kG[j][b] * g[a * 3 + b];
+          if (v < INT16_MIN || v > INT16_MAX) return std::nullopt;
+          u[4 * i + j].v[m * C + c] = static_cast<int32_t>(v);
+          bound += (v < 0 ? -v : v) * vmax;
+        }
+    }
+    if (bound >= (int64_t{1} << 31)) return std::nullopt;
+  }
+  std::vector<int32_t> out;
+  for (const CenteredWeights& t : u) {
+    const std::vector<int32_t> p = pack_gemm(t, 1, M, C, 1);
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  return out;
+}
+
+// Fewer input channels leave the 16 GEMMs too short to pay for the transforms.
+constexpr int64_t kWinogradMinChannels = 8;
+
+// Tiles per row of an output width, and that count rounded up to whole vectors.
+struct WinoTiles {
+  int64_t th, tw, twr;
+};
+WinoTiles wino_tiles(int64_t OH, int64_t OW) {
+  const int64_t tw = (OW + 1) / 2;
+  return {(OH + 1) / 2, tw, round_up(tw, kLanes)};
+}
+// Winograd pays where the rows of tiles waste few vector lanes (an 8-wide
+// output has 4 tiles per row, half of a vector: the direct kernel is faster).
+bool wino_worth(int64_t OW) {
+  const WinoTiles t = wino_tiles(1, OW);
+  return 4 * t.twr <= 5 * t.tw;
+}
+
+std::atomic<int64_t> g_winograd_runs{0};
+
+Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
+                         const Epilogue& e) {
+  g_winograd_runs.fetch_add(1, std::memory_order_relaxed);
+  const IsaKernels& k = kernels(cp.isa);
+  const WinoTiles wt = wino_tiles(g.OH, g.OW);
+  const int64_t pairs = (cp.Cg + 1) / 2, MB = (cp.M + kRows - 1) / kRows;
+  const int64_t HW = g.H * g.W, Wq = wt.twr + 1;
+  // A task: image n, tile rows [ty0, ty0 + R): about 128 tiles (measured best of 32-256).
+  const int64_t R = std::clamp<int64_t>(128 / wt.twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
+  const int64_t TB = round_up(R * wt.twr, kTile);  // tiles (words) per row of V and M
+  const int64_t nr = 2 * R + 2, plane = nr * Wq;  // padded input rows of a chunk
+  const int64_t zw = 2 * wt.twr;                 // int32 sums per output row in Z
+  // Strides between the 16 matrices of V and M, padded off multiples of 4 KB
+  // (loads and stores 4 KB apart collide in the L1 cache).
+  const int64_t vxs = pairs * TB + 16, mxs = kRows * TB + 16;
+  const int64_t s_planes = pairs * 2 * plane, s_v = 16 * vxs, s_m = 16 * mxs, s_z = 2 * R * zw;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const DType xd = X.dtype();
+  const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const void* end = xb + X.nbytes();
+  const int64_t wblock = pairs * kRows;  // words of one packed block of kRows rows
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, g.N * chunks), [&](const tbb::blocked_range<int64_t>& range) {
+        int32_t* pl = grow(scratch(), s_planes + s_v + s_m + s_z);
+        int32_t* v = pl + s_planes;
+        int32_t* mb = v + s_v;
+        int32_t* z = mb + s_m;
+        for (int64_t task = range.begin(); task < range.end(); ++task) {
+          const int64_t n = task / chunks, ty0 = task % chunks * R,
+                        rows = std::min(R, wt.th - ty0);  // tile rows of this task
+          const int64_t r0 = 2 * ty0;                      // first padded input row
+          // Even / odd column planes of padded rows r0 .. r0 + 2 rows + 1.
+          for (int64_t p = 0; p < pairs; ++p) {
+            const char* a = xb + (n * g.C + 2 * p) * HW * xsize;
+            const char* b = 2 * p + 1 < cp.Cg ? a + HW * xsize : nullptr;
+            for (int64_t rw = 0; rw < 2; ++rw) {
+              int32_t* dst = pl + (p * 2 + rw) * plane;
+              const int64_t used = 2 * rows + 2;
+              const int64_t i_lo = std::clamp<int64_t>(cp.pt - r0, 0, used),
+                            i_hi = std::clamp<int64_t>(g.H + cp.pt - r0, i_lo, used);
+              const int64_t j_lo = std::min(Wq, ceil_div_pos(cp.pl - rw, 2));
+              const int64_t j_hi = std::max(j_lo, std::min(Wq, ceil_div_pos(g.W + cp.pl - rw, 2)));
+              std::fill(dst, dst + i_lo * Wq, 0);
+              std::fill(dst + i_hi * Wq, dst + used * Wq, 0);
+              if (i_hi > i_lo) {
+                const int64_t off = ((r0 + i_lo - cp.pt) * g.W + 2 * j_lo + rw - cp.pl) * xsize;
+                k.pair_rows(a + off, b ? b + off : nullptr, xd, cp.zx, 2, g.W, dst + i_lo * Wq, Wq,
+                            i_hi - i_lo, j_lo, j_hi - j_lo, Wq - j_hi, end);
+              }
+            }
+          }
+          // Input transform: V[xi][p][t], t = tile row * twr + tile column.
+          const int64_t ntiles = rows * wt.twr;
+          for (int64_t p = 0; p < pairs; ++p) {
+            const int32_t* e0 = pl + p * 2 * plane;
+            for (int64_t ty = 0; ty < rows; ++ty) {
+              k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, wt.twr,
+                        v + p * TB + ty * wt.twr, vxs);
+            }
+            // The words of V past the tiles are read by the last micro-tile: zero.
+            if (ntiles < TB) {
+              for (int64_t xi = 0; xi < 16; ++xi) {
+                int32_t* row = v + xi * vxs + p * TB;
+                std::fill(row + ntiles, row + TB, 0);
+              }
+            }
+          }
+          const int64_t oh0 = 2 * ty0, ohs = std::min(2 * rows, g.OH - oh0);
+          for (int64_t b = 0; b < MB; ++b) {
+            // 16 GEMMs for kRows channels: M[xi][r][t] = sum over c of u_xi[m][c] v_xi[c][t].
+            k.wino_gemm(cp.wino_pack.data() + b * wblock, MB * wblock, v, vxs, pairs, TB,
+                        round_up(ntiles, kTile), mb, mxs);
+            // Output transform and the epilogue of those channels.
+            for (int64_t r = 0; r < kRows && b * kRows + r < cp.M; ++r) {
+              const int64_t m = b * kRows + r;
+              for (int64_t ty = 0; ty < rows; ++ty) {
+                k.wino_out(mb + r * TB + ty * wt.twr, mxs, wt.twr, z + 2 * ty * zw, zw);
+              }
+              char* y = yb + ((n * cp.M + m) * g.OH + oh0) * g.OW * ysize;
+              if (zw == g.OW) {
+                k.finish(e, m, 1, z, 0, ohs * g.OW, y, 0, 1);
+              } else {
+                for (int64_t i = 0; i < ohs; ++i) {
+                  k.finish(e, m, 1, z + i * zw, 0, g.OW, y + i * g.OW * ysize, 0, 1);
+                }
+              }
+            }
+          }
+        }
+      });
+  return Status::ok();
+}
+
 // ---- Linear / MatMul: Y[row][c] = sum_k x[row][k] * w[c][k] -------------------
 
 struct RowsParams {
@@ -528,6 +703,13 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   cp->base.dtype = out_dtype(a);
   cp->base.sum_bound = std::move(*bounds);
   cp->base.prepare();
+  if (group == 1 && KH == 3 && KW == 3 && cp->sh == 1 && cp->sw == 1 && cp->dh == 1 &&
+      cp->dw == 1 && Cg >= kWinogradMinChannels && !cp->depthwise) {
+    if (auto u = winograd_weights(*w, Cg, xmax)) {
+      cp->winograd = true;
+      cp->wino_pack = std::move(*u);
+    }
+  }
   return EvalFn(
       [cp, reference](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
         const Tensor& X = *in[0];
@@ -541,8 +723,31 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         Epilogue e = cp->base;
         e.set_bias(B);
         const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape());
-        return cp->depthwise ? run_conv_depthwise(*cp, g, X, Y, e) : run_conv_gemm(*cp, g, X, Y, e);
+        if (cp->depthwise) return run_conv_depthwise(*cp, g, X, Y, e);
+        if (cp->winograd && g.OH > 0 && g.OW > 0 && wino_worth(g.OW)) {
+          return run_conv_winograd(*cp, g, X, Y, e);
+        }
+        return run_conv_gemm(*cp, g, X, Y, e);
       });
+}
+
+int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed); }
+
+std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,
+                                             const EvalFn& reference) {
+  if (a.mode == KernelMode::kReference) return std::nullopt;
+  auto st = make_out_stage(a);
+  if (!st.is_ok() || st->raw || st->is_float) return std::nullopt;
+  if (st->rq.scheme == RequantScheme::kFloat) {
+    for (float f : st->rq.fscale) {
+      if (!std::isfinite(f)) return std::nullopt;
+    }
+  }
+  const int32_t nlo = std::max(st->y.qmin, lo), nhi = std::min(st->y.qmax, hi);
+  if (nlo > nhi) return std::nullopt;
+  st->y.qmin = nlo;
+  st->y.qmax = nhi;
+  return prepare_conv2d(a, *st, reference);
 }
 
 std::optional<EvalFn> prepare_linear(const KernelArgs& a, const OutStage& st,

@@ -151,6 +151,67 @@ void clamp_scalar(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, i
   });
 }
 
+// Winograd F(2x2, 3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+// A^T = [1 1 1 0; 0 1 -1 -1]. The same formulas as the vector code, per int16
+// half of a pair word (the input) or per int32 sum (the output).
+void wino_in_scalar(const int32_t* e, const int32_t* o, int64_t rs, int64_t ntx, int32_t* v,
+                    int64_t xs) {
+  for (int64_t tx = 0; tx < ntx; ++tx) {
+    int32_t c[4][4][2];  // [row][column transform][half]
+    for (int k = 0; k < 4; ++k) {
+      const int32_t w[4] = {e[k * rs + tx], o[k * rs + tx], e[k * rs + tx + 1], o[k * rs + tx + 1]};
+      for (int h = 0; h < 2; ++h) {
+        auto d = [&](int j) { return h ? hi16(w[j]) : lo16(w[j]); };
+        c[k][0][h] = d(0) - d(2);
+        c[k][1][h] = d(1) + d(2);
+        c[k][2][h] = d(2) - d(1);
+        c[k][3][h] = d(1) - d(3);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      int32_t r[4][2];
+      for (int h = 0; h < 2; ++h) {
+        r[0][h] = c[0][j][h] - c[2][j][h];
+        r[1][h] = c[1][j][h] + c[2][j][h];
+        r[2][h] = c[2][j][h] - c[1][j][h];
+        r[3][h] = c[1][j][h] - c[3][j][h];
+      }
+      for (int i = 0; i < 4; ++i) v[(4 * i + j) * xs + tx] = make_pair(r[i][0], r[i][1]);
+    }
+  }
+}
+
+void wino_out_scalar(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int64_t zs) {
+  for (int64_t tx = 0; tx < ntx; ++tx) {
+    auto M = [&](int i, int j) { return m[(4 * i + j) * xs + tx]; };
+    int32_t s[4][2];
+    for (int i = 0; i < 4; ++i) {
+      s[i][0] = M(i, 0) + M(i, 1) + M(i, 2);
+      s[i][1] = M(i, 1) - M(i, 2) - M(i, 3);
+    }
+    for (int j = 0; j < 2; ++j) {
+      // The sums are 4x the convolution's (the weights were transformed by 2G): exact.
+      z[2 * tx + j] = (s[0][j] + s[1][j] + s[2][j]) >> 2;
+      z[zs + 2 * tx + j] = (s[1][j] - s[2][j] - s[3][j]) >> 2;
+    }
+  }
+}
+
+void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
+                      int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs) {
+  for (int64_t xi = 0; xi < 16; ++xi) {
+    for (int r = 0; r < kRows; ++r) {
+      int32_t* acc = m + xi * m_xs + r * ld;
+      std::fill(acc, acc + ntiles, 0);
+      for (int64_t p = 0; p < pairs; ++p) {
+        const int32_t wv = w[xi * w_xs + p * kRows + r];
+        const int32_t* x = v + xi * v_xs + p * ld;
+        for (int64_t t = 0; t < ntiles; ++t) acc[t] += pair_product(x[t], wv);
+      }
+    }
+  }
+}
+
 #ifdef QEVAL_X86
 
 // ---- AVX2 ----------------------------------------------------------------
@@ -719,6 +780,102 @@ __attribute__((target("avx2,fma"))) void add8_avx2(const AddRequant& p, int64_t 
   }
 }
 
+// ---- Winograd transforms (see wino_in_scalar) ----------------------------
+
+QEVAL_AVX2 void wino_in_avx2(const int32_t* e, const int32_t* o, int64_t rs, int64_t ntx,
+                             int32_t* v, int64_t xs) {
+  for (int64_t tx = 0; tx < ntx; tx += kLanes) {
+    __m256i c[4][4];
+    for (int k = 0; k < 4; ++k) {
+      const int32_t* ek = e + k * rs + tx;
+      const int32_t* ok = o + k * rs + tx;
+      const __m256i d0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ek));
+      const __m256i d1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ok));
+      const __m256i d2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ek + 1));
+      const __m256i d3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ok + 1));
+      c[k][0] = _mm256_sub_epi16(d0, d2);
+      c[k][1] = _mm256_add_epi16(d1, d2);
+      c[k][2] = _mm256_sub_epi16(d2, d1);
+      c[k][3] = _mm256_sub_epi16(d1, d3);
+    }
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + j * xs + tx),
+                          _mm256_sub_epi16(c[0][j], c[2][j]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (4 + j) * xs + tx),
+                          _mm256_add_epi16(c[1][j], c[2][j]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (8 + j) * xs + tx),
+                          _mm256_sub_epi16(c[2][j], c[1][j]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (12 + j) * xs + tx),
+                          _mm256_sub_epi16(c[1][j], c[3][j]));
+    }
+  }
+}
+
+QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int64_t zs) {
+  for (int64_t tx = 0; tx < ntx; tx += kLanes) {
+    __m256i s[4][2];
+    for (int i = 0; i < 4; ++i) {
+      const int32_t* mi = m + 4 * i * xs + tx;
+      const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
+      const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
+      const __m256i m2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 2 * xs));
+      const __m256i m3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 3 * xs));
+      s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
+      s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
+    }
+    for (int i = 0; i < 2; ++i) {
+      __m256i y[2];
+      for (int j = 0; j < 2; ++j) {
+        y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
+                      : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
+        y[j] = _mm256_srai_epi32(y[j], 2);
+      }
+      // Columns 2tx (y[0]) and 2tx + 1 (y[1]) interleaved.
+      const __m256i lo = _mm256_unpacklo_epi32(y[0], y[1]), hi = _mm256_unpackhi_epi32(y[0], y[1]);
+      int32_t* zi = z + i * zs + 2 * tx;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(zi), _mm256_permute2x128_si256(lo, hi, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(zi + kLanes),
+                          _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+  }
+}
+
+// wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, the loop kept
+// in one function (the GEMMs are short: K = the channel pairs).
+#define QEVAL_WINO_GEMM_BODY(MAC)                                                                 \
+  for (int64_t xi = 0; xi < 16; ++xi) {                                                           \
+    const int32_t* wx = w + xi * w_xs;                                                            \
+    for (int64_t t = 0; t < ntiles; t += kTile) {                                                 \
+      const int32_t* x = v + xi * v_xs + t;                                                       \
+      __m256i c[kRows][kGroups];                                                                  \
+      for (int r = 0; r < kRows; ++r)                                                             \
+        for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                       \
+      const int32_t* wp = wx;                                                                     \
+      for (int64_t p = 0; p < pairs; ++p, x += ld, wp += kRows) {                                 \
+        __m256i a[kGroups];                                                                       \
+        _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                               \
+          a[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + g * kLanes));            \
+        }                                                                                         \
+        _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {                                 \
+          const __m256i b = _mm256_set1_epi32(wp[r]);                                             \
+          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] =                     \
+              MAC(c[r][g], a[g], b);                                                              \
+        }                                                                                         \
+      }                                                                                           \
+      int32_t* acc = m + xi * m_xs + t;                                                           \
+      for (int r = 0; r < kRows; ++r)                                                             \
+        for (int g = 0; g < kGroups; ++g) {                                                       \
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);    \
+        }                                                                                         \
+    }                                                                                             \
+  }
+
+QEVAL_AVX2 void wino_gemm_avx2(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
+                               int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m,
+                               int64_t m_xs) {
+  QEVAL_WINO_GEMM_BODY(QEVAL_MADD_AVX2);
+}
+
 // ---- AVX-512 VNNI: the AVX2 code with vpdpwssd (pair products added in one
 // instruction, no saturation) in the micro-kernel ------------------------------
 
@@ -726,6 +883,11 @@ __attribute__((target("avx2,fma"))) void add8_avx2(const AddRequant& p, int64_t 
 QEVAL_VNNI void gemm_tile_vnni(const int32_t* w, const int32_t* const* x, const int32_t* offs,
                                int64_t nkk, int32_t* acc, int64_t acc_stride) {
   QEVAL_GEMM_TILE_BODY(QEVAL_MADD_VNNI);
+}
+QEVAL_VNNI void wino_gemm_vnni(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
+                               int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m,
+                               int64_t m_xs) {
+  QEVAL_WINO_GEMM_BODY(QEVAL_MADD_VNNI);
 }
 
 #endif  // QEVAL_X86
@@ -850,13 +1012,17 @@ Isa isa_of(KernelMode m) {
 }
 
 const IsaKernels& kernels(Isa isa) {
-  static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar, finish_scalar, pair_rows_scalar,
-                                 center_scalar,    clamp_scalar,  add8_scalar};
+  static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar,  finish_scalar,
+                                 pair_rows_scalar, center_scalar,  clamp_scalar,
+                                 add8_scalar,      wino_in_scalar, wino_out_scalar,
+                                 wino_gemm_scalar};
 #ifdef QEVAL_X86
-  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2, finish_avx2, pair_rows_avx2,
-                               center_avx2,    clamp_avx2,  add8_avx2};
-  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2, finish_avx2, pair_rows_avx2,
-                               center_avx2,    clamp_avx2,  add8_avx2};
+  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+                               clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
+                               wino_gemm_avx2};
+  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+                               clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
+                               wino_gemm_vnni};
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512Vnni) return vnni;
 #endif

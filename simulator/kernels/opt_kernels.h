@@ -35,6 +35,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "simulator/kernels/common.h"
@@ -114,6 +115,24 @@ struct IsaKernels {
   // `off` are the integer schemes' shift terms (prepare_add).
   void (*add8)(const AddRequant& add, int64_t round, int32_t off, const void* a, DType at,
                const void* b, DType bt, void* y, DType yt, int64_t n);
+  // Winograd F(2x2, 3x3) transforms (opt_gemm.cc run_conv_winograd), over one
+  // row of ntx tiles (a multiple of kLanes), all in exact integer arithmetic.
+  // wino_in: the input transform B^T d B of one channel pair (pair words, int16
+  // lanes): e and o are the even and odd columns of padded input rows
+  // 2ty .. 2ty + 3 (row k at e + k * row_stride), tile tx reading words tx and
+  // tx + 1 of both; element xi = 4i + j of tile tx goes to v[xi * xi_stride + tx].
+  void (*wino_in)(const int32_t* e, const int32_t* o, int64_t row_stride, int64_t ntx, int32_t* v,
+                  int64_t xi_stride);
+  // wino_out: the output transform A^T m A / 4 of one output channel: the 16
+  // sums of tile tx are m[xi * xi_stride + tx]; its 2x2 outputs go to
+  // z[i * z_stride + 2 tx + j].
+  void (*wino_out)(const int32_t* m, int64_t xi_stride, int64_t ntx, int32_t* z, int64_t z_stride);
+  // wino_gemm: the 16 GEMMs of one block of kRows output channels: for xi < 16,
+  // r < kRows, t < ntiles (a multiple of kTile): m[xi * m_xs + r * ld + t] = sum
+  // over p < pairs of the pair product of v[xi * v_xs + p * ld + t] and
+  // w[(xi * w_xs) + p * kRows + r].
+  void (*wino_gemm)(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs, int64_t pairs,
+                    int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs);
 };
 const IsaKernels& kernels(Isa isa);
 
@@ -128,6 +147,20 @@ std::optional<EvalFn> prepare_linear(const KernelArgs& a, const OutStage& st,
 std::optional<EvalFn> prepare_matmul(const KernelArgs& a, const OutStage& st,
                                      const EvalFn& reference);
 
+// Conv2d whose output a clamp (unary_as_clamp) consumes, fused (the executor's
+// choice, program.cc): the conv's kernel with the output range narrowed to
+// [max(qmin, lo), min(qmax, hi)], which is the clamp of its requantized output
+// for every scheme (each clamps last, or clamps before a monotone rounding to
+// integers). `reference` computes conv then clamp for the inputs it does not
+// take. nullopt where it does not apply (raw int32 or float output, disjoint
+// ranges, a non-finite float scale, or no optimized conv kernel).
+// How many convolutions have run through the Winograd kernel in this process
+// (tests check that their cases reach it).
+int64_t winograd_runs();
+
+std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
+                                             const EvalFn& reference);
+
 // Elementwise (opt_elementwise.cc). A pointwise integer op on 8/16-bit values
 // (unary activations, Flatten/Reshape; Add/Mul of two 8-bit inputs) becomes a
 // table made by running `reference` on every input value (pair). The typed
@@ -135,6 +168,11 @@ std::optional<EvalFn> prepare_matmul(const KernelArgs& a, const OutStage& st,
 // formulas (AddRequant, core/numerics). nullopt where the reference must run;
 // `reference` also takes the inputs they do not (broadcasting, other dtypes).
 std::optional<EvalFn> tabulate_unary(const KernelArgs& a, const EvalFn& reference);
+// [lo, hi] when the integer unary node computes clamp(x, lo, hi) into the same
+// dtype on every input value (Relu / Relu6 / Clip into their input's
+// quantization), as the reference kernel `reference` says; else nullopt.
+std::optional<std::pair<int32_t, int32_t>> unary_as_clamp(const KernelArgs& a,
+                                                          const EvalFn& reference);
 std::optional<EvalFn> tabulate_binary(const KernelArgs& a, const EvalFn& reference);
 // Add: with a vector instruction set and 8-bit operands, the formula in
 // vectors (it leaves a 64k table far behind); else tabulate_binary.
