@@ -25,7 +25,7 @@ const std::vector<std::string> kCfgKeys = {
     "model", "model_path", "qat_model_path", "dataset", "test_input", "input_shapes", "resize_dims",
     "mean", "scale", "pixel_format", "channel_format", "keep_aspect_ratio", "int8_sym_tolerance",
     "int8_asym_tolerance", "debug_cmd", "task", "metric_tolerance", "fast_test_count", "chip", "quant",
-    "qat", "name"};
+    "qat", "name", "base"};
 // clang-format on
 const std::vector<std::string> kPreprocessKeys = {
     "input_shapes", "resize_dims", "mean", "scale", "pixel_format", "channel_format", "keep_aspect_ratio"};
@@ -509,7 +509,93 @@ Result<std::vector<CfgEntry>> read_model_list(YAML::Node root, const std::string
 }  // namespace
 
 
-Result<ModelCfg> parse_model_cfg(const std::string& text, const std::string& path) {
+namespace {
+
+// `base: FILE` (a cfg patch): the keys given here replace the base cfg's; inside
+// the quant, qat and metric_tolerance blocks key by key.
+Result<ModelCfg> apply_patch(ModelCfg base, const ModelCfg& p, const YAML::Node& root) {
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string k = it->first.Scalar();
+    const YAML::Node v = it->second;
+    if (k == "base") continue;
+    if (auto s = kStringKeys.find(k); s != kStringKeys.end()) {
+      base.*(s->second) = p.*(s->second);
+    } else if (contains(kPreprocessKeys, k)) {
+      base.preprocess[k] = p.preprocess.at(k);
+    } else if (k == "chip") {
+      base.chips = p.chips;
+    } else if (k == "fast_test_count") {
+      base.fast_test_count = p.fast_test_count;
+      base.fast_test_count_set = true;
+    } else if (k == "int8_sym_tolerance") {
+      base.int8_sym_tolerance = p.int8_sym_tolerance;
+    } else if (k == "int8_asym_tolerance") {
+      base.int8_asym_tolerance = p.int8_asym_tolerance;
+    } else if (k == "metric_tolerance" && v.IsMap()) {
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        const std::string mk = m->first.Scalar();
+        if (mk == "top1_drop") base.metric_tolerance.top1_drop = p.metric_tolerance.top1_drop;
+        if (mk == "top5_drop") base.metric_tolerance.top5_drop = p.metric_tolerance.top5_drop;
+        if (mk == "map_ratio") base.metric_tolerance.map_ratio = p.metric_tolerance.map_ratio;
+        if (mk == "map_drop") base.metric_tolerance.map_drop = p.metric_tolerance.map_drop;
+      }
+    } else if (k == "quant" && v.IsMap()) {
+      QuantConfig& q = base.quant;
+      const QuantConfig& pq = p.quant;
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        const std::string qk = m->first.Scalar();
+        if (qk == "observer") q.observer.kind = pq.observer.kind;
+        if (qk == "percentile") q.observer.percentile = pq.observer.percentile;
+        if (qk == "ema_momentum") q.observer.ema_momentum = pq.observer.ema_momentum;
+        if (qk == "weight_bits") q.weight_bits = pq.weight_bits;
+        if (qk == "activation_bits") q.activation_bits = pq.activation_bits;
+        if (qk == "per_channel") q.per_channel = pq.per_channel;
+        if (qk == "power_of_two") q.power_of_two = pq.power_of_two;
+        if (qk == "float_layers") q.float_layers = pq.float_layers;
+        if (qk == "int16_layers") q.int16_layers = pq.int16_layers;
+        if (qk == "layer_bits") q.layer_bits = pq.layer_bits;
+        if (qk == "ranges") q.ranges = pq.ranges;
+      }
+      q.source = pq.source;
+    } else if (k == "qat" && v.IsMap()) {
+      QatConfig& q = base.qat;
+      const QatConfig& pq = p.qat;
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        const std::string qk = m->first.Scalar();
+        if (qk == "epochs") q.epochs = pq.epochs;
+        if (qk == "lr") q.lr = pq.lr;
+        if (qk == "optimizer") q.optimizer = pq.optimizer;
+        if (qk == "schedule") q.schedule = pq.schedule;
+        if (qk == "batch") q.batch = pq.batch;
+        if (qk == "weight_decay") q.weight_decay = pq.weight_decay;
+        if (qk == "fake_quant") q.fake_quant = pq.fake_quant;
+        if (qk == "weight_fake_quant") q.weight_fake_quant = pq.weight_fake_quant;
+        if (qk == "freeze_bn_epoch") q.freeze_bn_epoch = pq.freeze_bn_epoch;
+        if (qk == "calib_images") q.calib_images = pq.calib_images;
+        if (qk == "grad_clip") q.grad_clip = pq.grad_clip;
+      }
+      q.source = pq.source;
+      base.has_qat_block = true;
+    } else if (k == "quant" || k == "qat") {
+      if (k == "qat") base.has_qat_block = true;  // an empty block: the base's values stay
+    }
+  }
+  base.path = p.path;
+  base.name = p.name;  // the patch's own name (its file stem unless it sets one)
+  return base;
+}
+
+Result<ModelCfg> parse_model_cfg_at(const std::string& text, const std::string& path, int depth);
+
+Result<ModelCfg> load_model_cfg_at(const std::string& path, int depth) {
+  if (format_of(path) == Format::kUnknown) {
+    return invalid_argument("{}: unknown cfg format (use .cfg or .yaml)", path);
+  }
+  QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return parse_model_cfg_at(text, path, depth);
+}
+
+Result<ModelCfg> parse_model_cfg_at(const std::string& text, const std::string& path, int depth) {
   const Format format = format_of(path);
   if (format == Format::kUnknown) return invalid_argument("{}: unknown cfg format (use .cfg or .yaml)", path);
   std::string yaml_text = text;
@@ -517,16 +603,35 @@ Result<ModelCfg> parse_model_cfg(const std::string& text, const std::string& pat
     QEVAL_ASSIGN_OR_RETURN(yaml_text, ini_to_yaml(text, path));
   }
   QEVAL_ASSIGN_OR_RETURN(YAML::Node root, yaml::load(yaml_text, path));
-  return read_model_cfg(root, path);
+  const YAML::Node& croot = root;
+  if (!croot.IsMap() || !croot["base"]) return read_model_cfg(root, path);
+  const YAML::Node b = croot["base"];
+  if (!b.IsScalar() || trim(b.Scalar()).empty()) {
+    return yaml::at(b, path, invalid_argument("base: expected the path of the cfg this one patches"));
+  }
+  if (depth >= 8) return yaml::at(b, path, invalid_argument("base: more than 8 nested bases (a loop?)"));
+  auto base_text = expand(trim(b.Scalar()), absolute_dir(path).string());
+  if (!base_text.is_ok()) return yaml::at(b, path, base_text.status().with_context("base"));
+  const std::string base_path = (absolute_dir(path) / *base_text).lexically_normal().string();
+  std::error_code ec;
+  if (!fs::is_regular_file(base_path, ec)) return yaml::at(b, path, not_found("base: {}: no such file", base_path));
+  QEVAL_ASSIGN_OR_RETURN(ModelCfg base, load_model_cfg_at(base_path, depth + 1));
+  QEVAL_RETURN_IF_ERROR(check_duplicates(root, path));
+  YAML::Node rest(YAML::NodeType::Map);
+  for (auto it = croot.begin(); it != croot.end(); ++it) {
+    if (it->first.Scalar() != "base") rest[it->first] = it->second;
+  }
+  QEVAL_ASSIGN_OR_RETURN(ModelCfg patch, read_model_cfg(rest, path));
+  return apply_patch(std::move(base), patch, rest);
 }
 
-Result<ModelCfg> load_model_cfg(const std::string& path) {
-  if (format_of(path) == Format::kUnknown) {
-    return invalid_argument("{}: unknown cfg format (use .cfg or .yaml)", path);
-  }
-  QEVAL_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  return parse_model_cfg(text, path);
+}  // namespace
+
+Result<ModelCfg> parse_model_cfg(const std::string& text, const std::string& path) {
+  return parse_model_cfg_at(text, path, 0);
 }
+
+Result<ModelCfg> load_model_cfg(const std::string& path) { return load_model_cfg_at(path, 0); }
 
 Result<std::vector<CfgEntry>> expand_cfg_argument(const std::string& path) {
   std::error_code ec;

@@ -13,7 +13,14 @@
 // Relative paths (model_path, qat_model_path, dataset, test_input) resolve
 // against the cfg's folder.
 //
-// Keys (DESIGN.md "Configuration"): model, model_path, qat_model_path, dataset,
+// A cfg patch names the cfg it changes with `base: PATH` (relative to the patch;
+// bases may nest): the keys the patch gives replace the base's, inside the
+// quant, qat and metric_tolerance blocks key by key; `name` defaults to the
+// patch's file stem. `qeval diagnose` writes its fixes so (docs/diagnose.md):
+//   base: mobilenetv2_tiny_w4.yaml
+//   quant: {layer_bits: {features.1.conv.0: 8}, float_layers: [classifier]}
+//
+// Keys (DESIGN.md "Configuration"): base, model, model_path, qat_model_path, dataset,
 // test_input, input_shapes, resize_dims, mean, scale, pixel_format,
 // channel_format, keep_aspect_ratio, int8_sym_tolerance, int8_asym_tolerance,
 // debug_cmd, task, metric_tolerance, fast_test_count, chip, quant, qat, name.

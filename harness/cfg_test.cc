@@ -3,6 +3,8 @@
 #include "harness/cfg.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <stdlib.h>
 
 #include "datasets/temp_dir_test_util.h"
@@ -286,6 +288,56 @@ TEST_F(CfgTest, ZooPrefixAndRelativePaths) {
   std::filesystem::current_path(cwd);
   ASSERT_TRUE(rel.is_ok()) << rel.status().message();
   EXPECT_EQ(rel->dataset, (dir_ / "data/test").string());
+}
+
+TEST_F(CfgTest, PatchReplacesTheGivenKeysOfItsBase) {
+  ASSERT_TRUE(std::filesystem::create_directories(dir_ / "base"));
+  write("base/mnv2.cfg",
+        "[DEFAULT]\nmodel = mobilenetv2_tiny\nchip = bm1690\ndataset = images\nfast_test_count = 50\n"
+        "[quant]\nobserver = mse\nweight_bits = 4\nint16_layers = [a]\n"
+        "[qat]\nepochs = 2\nlr = 0.01\n[metric_tolerance]\ntop1_drop = 0.5\ntop5_drop = 0.2\n");
+  const std::string p = write("fix.yaml",
+                              "base: base/mnv2.cfg\n"
+                              "quant: {float_layers: [fc], layer_bits: {conv1: 8}, ranges: {conv2: [-1, 2.5]}}\n"
+                              "qat: {lr: 0.001}\nmetric_tolerance: {top1_drop: 0.3}\nfast_test_count: 500\n");
+  auto c = load_model_cfg(p);
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->path, p);
+  EXPECT_EQ(c->name, "fix");
+  EXPECT_EQ(c->model, "mobilenetv2_tiny");
+  EXPECT_EQ(c->chips, std::vector<std::string>{"bm1690"});
+  EXPECT_EQ(c->dataset, path("base/images"));  // the base's paths resolve against the base's folder
+  EXPECT_EQ(c->fast_test_count, 500);
+  // quant: the patched keys change, the others stay the base's.
+  EXPECT_EQ(c->quant.observer.kind, "mse");
+  EXPECT_EQ(c->quant.weight_bits, 4);
+  EXPECT_EQ(c->quant.int16_layers, std::vector<std::string>{"a"});
+  EXPECT_EQ(c->quant.float_layers, std::vector<std::string>{"fc"});
+  EXPECT_EQ(c->quant.layer_bits, (std::map<std::string, int>{{"conv1", 8}}));
+  EXPECT_EQ(c->quant.ranges.at("conv2"), (std::vector<double>{-1, 2.5}));
+  EXPECT_EQ(c->qat.epochs, 2);
+  EXPECT_DOUBLE_EQ(c->qat.lr, 0.001);
+  EXPECT_TRUE(c->has_qat_block);
+  EXPECT_DOUBLE_EQ(c->metric_tolerance.top1_drop, 0.3);
+  EXPECT_DOUBLE_EQ(c->metric_tolerance.top5_drop, 0.2);
+  // A patch of a patch.
+  auto c2 = load_model_cfg(write("fix2.yaml", "base: fix.yaml\nname: second\nquant: {float_layers: []}\n"));
+  ASSERT_TRUE(c2.is_ok()) << c2.status().message();
+  EXPECT_EQ(c2->name, "second");
+  EXPECT_TRUE(c2->quant.float_layers.empty());
+  EXPECT_EQ(c2->quant.layer_bits.at("conv1"), 8);
+}
+
+TEST_F(CfgTest, PatchErrorsNameThePatch) {
+  EXPECT_NE(error_of("a.yaml", "base: missing.yaml\n").find("a.yaml:1: base: "), std::string::npos);
+  EXPECT_NE(error_of("loop.yaml", "base: loop.yaml\n").find("nested bases"), std::string::npos);
+  write("b.yaml", "model: lenet5\n");
+  EXPECT_NE(error_of("c.yaml", "base: b.yaml\nquant: {float_layerz: [x]}\n").find("c.yaml:2"), std::string::npos);
+  EXPECT_NE(error_of("d.yaml", "base: b.yaml\nquant: {ranges: {x: [2, 1]}}\n").find("quant.ranges.x"),
+            std::string::npos);
+  // An error in the base names the base.
+  write("bad.yaml", "model: lenet5\nchipp: bm1690\n");
+  EXPECT_NE(error_of("e.yaml", "base: bad.yaml\n").find("bad.yaml:2"), std::string::npos);
 }
 
 TEST_F(CfgTest, ModelList) {

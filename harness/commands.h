@@ -28,6 +28,7 @@ void add_eval_coco_command(CLI::App& app, CommandList& cmds); // cmd_eval_coco.c
 #ifdef QEVAL_HAVE_TORCH
 void add_train_commands(CLI::App& app, CommandList& cmds);    // cmd_train.cc: train, zoo
 void add_quantize_command(CLI::App& app, CommandList& cmds);  // cmd_quantize.cc: quantize
+void add_diagnose_command(CLI::App& app, CommandList& cmds);  // cmd_diagnose.cc: diagnose (needs run_eval)
 #endif
 
 }  // namespace qeval

@@ -51,7 +51,9 @@ std::string job_result_to_json(const JobResult& r) {
   Json ls = Json::array();
   for (const auto& l : r.layers) {
     ls.push_back({{"name", l.name}, {"op", l.op}, {"cos", num(l.cos)}, {"euclid", num(l.euclid)},
-                  {"sqnr", num(l.sqnr)}, {"max_lsb", l.max_lsb}, {"pass", l.pass}});
+                  {"sqnr", num(l.sqnr)}, {"max_lsb", l.max_lsb}, {"pass", l.pass}, {"lo", num(l.lo)},
+                  {"hi", num(l.hi)}, {"saturation", num(l.saturation)}, {"outlier", num(l.outlier)},
+                  {"scale", num(l.scale)}, {"zero_point", l.zero_point}, {"bits", l.bits}});
   }
   j["layers"] = ls;
   j["artifacts"] = r.artifacts;
@@ -97,6 +99,13 @@ Result<JobResult> job_result_from_json(const std::string& text, const std::strin
       x.sqnr = num_of(l.value("sqnr", Json()));
       x.max_lsb = l.value("max_lsb", int64_t{-1});
       x.pass = l.value("pass", true);
+      x.lo = num_of(l.value("lo", Json()));
+      x.hi = num_of(l.value("hi", Json()));
+      x.saturation = num_of(l.value("saturation", Json()));
+      x.outlier = num_of(l.value("outlier", Json()));
+      x.scale = num_of(l.value("scale", Json()));
+      x.zero_point = l.value("zero_point", int64_t{0});
+      x.bits = l.value("bits", 0);
       r.layers.push_back(x);
     }
     r.artifacts = j.value("artifacts", std::map<std::string, std::string>{});

@@ -45,6 +45,13 @@ struct LayerResult {
   double sqnr = kNaN;      // dB
   int64_t max_lsb = -1;    // max |quantize(fp32) - q_sim| in LSBs (-1: not an integer value)
   bool pass = true;        // cos and euclid within the job's similarity tolerance
+  // Profile of the fp32 activation against the simulator's quantizer (qeval diagnose).
+  double lo = kNaN, hi = kNaN;  // fp32 min and max on the comparison samples
+  double saturation = kNaN;     // fraction of fp32 elements outside the quantizer's range (clipped)
+  double outlier = kNaN;        // max |x| / 99.9th percentile of |x|: > 4 means outliers set the range
+  double scale = kNaN;          // the simulator's scale (per-tensor; per-channel: the largest)
+  int64_t zero_point = 0;
+  int bits = 0;                 // integer bits of the value in the simulator (0: float)
 };
 
 struct JobResult {

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
 #ifdef QEVAL_HAVE_TORCH
   qeval::add_train_commands(app, cmds);
   qeval::add_quantize_command(app, cmds);
+  qeval::add_diagnose_command(app, cmds);
 #endif
   try {
     app.parse(argc, argv);

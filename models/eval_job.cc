@@ -5,7 +5,10 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -122,6 +125,8 @@ Status Job::load_fp32(JobResult& r) {
 std::string describe(const QuantConfig& q, const QatConfig& t) {
   std::string layer_bits;
   for (const auto& [k, v] : q.layer_bits) layer_bits += fmt::format("{}={},", k, v);
+  // Added to the key only when set, so the cache entries made before quant.ranges existed stay valid.
+  for (const auto& [k, v] : q.ranges) layer_bits += fmt::format("range:{}={:.17g}:{:.17g},", k, v.at(0), v.at(1));
   return fmt::format(
       "obs={}:{:.17g}:{:.17g}:{};wb={};ab={};pc={};p2={};float={};int16={};lb={};"
       "qat={}:{:.17g}:{}:{}:{}:{:.17g}:{}:{}:{:.17g}:{}:{:.17g}",
@@ -392,6 +397,39 @@ Status Job::evaluate(JobResult& r) {
   return Status::ok();
 }
 
+// The fp32 activation against the simulator's quantizer of the same value
+// (qeval diagnose's profile): range, the fraction clipped, how far the largest
+// magnitude sits above the 99.9th percentile (outliers stretch the scale).
+void profile_activation(const torch::Tensor& a, const ValueInfo* vi, DType sim_dtype, LayerResult& l) {
+  if (a.numel() == 0) return;
+  const torch::Tensor finite = a.isfinite();
+  const bool all_finite = finite.all().item<bool>();
+  const torch::Tensor f = all_finite ? a : a.masked_select(finite);
+  if (f.numel() > 0) {
+    l.lo = f.min().item<double>();
+    l.hi = f.max().item<double>();
+    torch::Tensor mag = f.abs().flatten();
+    // The 99.9th percentile by k-th value (torch::quantile caps its input size).
+    const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(0.999 * mag.numel())), 1, mag.numel());
+    const double p999 = std::get<0>(mag.kthvalue(k)).item<double>();
+    const double mx = mag.max().item<double>();
+    l.outlier = p999 > 0 ? mx / p999 : (mx > 0 ? std::numeric_limits<double>::infinity() : 1.0);
+  }
+  if (!all_finite) l.lo = l.hi = kNaN;  // a NaN/Inf activation: the profile says so
+  if (!vi || !vi->quant || sim_dtype == DType::kFloat32) return;
+  const QuantParams& q = *vi->quant;
+  l.bits = static_cast<int>(dtype_size(q.dtype) * 8);
+  l.scale = *std::max_element(q.scale.begin(), q.scale.end());
+  l.zero_point = q.zero_point.empty() ? 0 : q.zero_point[0];
+  if (!q.per_channel() && !q.scale.empty()) {
+    const double s = q.scale[0], z = q.zero_point.empty() ? 0 : q.zero_point[0];
+    // Values that round to qmin or qmax are representable: clipped means half an LSB beyond.
+    const double lo = (static_cast<double>(q.qmin()) - z - 0.5) * s, hi = (static_cast<double>(q.qmax()) - z + 0.5) * s;
+    const torch::Tensor d = a.to(torch::kFloat64);
+    l.saturation = (d.lt(lo) | d.gt(hi)).sum().item<double>() / static_cast<double>(a.numel());
+  }
+}
+
 // fp32 vs simulator on the comparison samples, every value both models compute
 // (a folded Conv+BN+ReLU's output carries the name of the value it replaces).
 Status Job::compare_layers(JobResult& r) {
@@ -442,6 +480,7 @@ Status Job::compare_layers(JobResult& r) {
     l.euclid = s.euclid;
     l.sqnr = s.sqnr;
     const ValueInfo* vi = program_.find_value(sname);
+    profile_activation(a, vi, si->second.dtype(), l);
     if (vi && vi->quant && !vi->quant->per_channel() && si->second.dtype() != DType::kFloat32) {
       const QuantParams& qp = *vi->quant;
       torch::Tensor qa = torch::clamp(torch::round(a.to(torch::kFloat64) / qp.scale[0]) + qp.zero_point[0],

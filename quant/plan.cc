@@ -37,6 +37,19 @@ std::vector<std::string> quantizable_layers(const Graph& g) {
   return out;
 }
 
+std::vector<std::string> quantized_group_heads(const Graph& g, const QuantPlan& plan) {
+  std::vector<std::string> out;
+  for (const Node& n : g.nodes) {
+    auto it = plan.group_of.find(n.name);
+    if (it == plan.group_of.end() || it->second != n.name || plan.float_nodes.count(n.name)) continue;
+    if (n.op == OpKind::kBatchNorm || is_pass_through(n.op)) continue;
+    const bool owns = plan.weight.count(n.name) > 0 || plan.act.count(n.outputs.at(0)) > 0 ||
+                      !plan.owner(n.outputs.at(0)).empty();
+    if (owns) out.push_back(n.name);
+  }
+  return out;
+}
+
 Result<QuantPlan> plan_quantization(const Graph& g, const QuantConfig& cfg, const ChipProfile& profile) {
   QEVAL_RETURN_IF_ERROR(g.validate());
   QEVAL_RETURN_IF_ERROR(check_quant_config(cfg, profile));
@@ -172,6 +185,16 @@ Result<QuantPlan> plan_quantization(const Graph& g, const QuantConfig& cfg, cons
     }
     add_owner(out, h);
     for (const Node* m : members) plan.share[m->outputs[0]] = out;
+  }
+  for (const auto& [layer, r] : cfg.ranges) {
+    auto it = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.name == layer; });
+    if (it == g.nodes.end()) {
+      return invalid_argument("{}: quant.ranges: '{}' is not a layer of {} (layers: {})", cfg.source, layer, g.name,
+                              fmt::join(layers, ", "));
+    }
+    const std::string o = plan.owner(it->outputs.at(0));
+    if (o.empty() || plan.float_nodes.count(layer)) continue;  // a float layer has no quantizer to set
+    plan.range_override[o] = Range{static_cast<float>(r.at(0)), static_cast<float>(r.at(1))};
   }
   return plan;
 }

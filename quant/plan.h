@@ -45,6 +45,9 @@ struct QuantPlan {
   std::set<std::string> float_nodes;
   // The quantized-op group of each node (its head: the Conv2d/Linear/Add... name).
   std::map<std::string, std::string> group_of;
+  // `quant.ranges`: activation ranges given in the cfg, by owner value; they
+  // replace what calibration observed.
+  std::map<std::string, Range> range_override;
 
   // The owner of value `v`'s quantization, or "" when `v` stays float.
   std::string owner(const std::string& v) const;
@@ -56,6 +59,10 @@ Result<QuantPlan> plan_quantization(const Graph& g, const QuantConfig& cfg, cons
 
 // Names of the layers a config can refer to (Conv2d/Linear/... node names).
 std::vector<std::string> quantizable_layers(const Graph& g);
+// The heads of the groups `plan` quantizes (Conv2d/Linear/Add/... that own an
+// activation quantizer or weights), in graph order: what `float_layers`,
+// `int16_layers` and sensitivity analysis act on.
+std::vector<std::string> quantized_group_heads(const Graph& g, const QuantPlan& plan);
 
 // What the QAT core (or PTQ) determined, by plan entries.
 struct DeployParams {

@@ -85,7 +85,12 @@ Status QatModule::enable_quantization() {
     if (a.observer->count() == 0) {
       return invalid_argument("calibration saw no data for '{}'; run calibration batches first", v);
     }
-    QEVAL_ASSIGN_OR_RETURN(Range r, a.observer->range(a.spec));
+    Range r;
+    if (auto o = plan_.range_override.find(v); o != plan_.range_override.end()) {
+      r = o->second;  // quant.ranges: the cfg's range replaces calibration's
+    } else {
+      QEVAL_ASSIGN_OR_RETURN(r, a.observer->range(a.spec));
+    }
     QEVAL_ASSIGN_OR_RETURN(auto qp, choose_qparams(r, a.spec));
     a.scale = torch::full({1}, qp.first, torch::kFloat32);
     a.zero_point = torch::full({1}, static_cast<float>(qp.second), torch::kFloat32);

@@ -1,6 +1,7 @@
 #include "quant/qconfig.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/file_io.h"
 #include "simulator/yaml_util.h"
@@ -26,7 +27,7 @@ Result<QuantConfig> parse_quant_config(const YAML::Node& q, const std::string& s
   QEVAL_RETURN_IF_ERROR(yaml::check_keys(q, src, "quant.",
                                          {"observer", "percentile", "ema_momentum", "weight_bits",
                                           "activation_bits", "per_channel", "power_of_two", "float_layers",
-                                          "int16_layers", "layer_bits"}));
+                                          "int16_layers", "layer_bits", "ranges"}));
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "observer", &c.observer.kind, src, "quant."));
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "percentile", &c.observer.percentile, src, "quant."));
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "ema_momentum", &c.observer.ema_momentum, src, "quant."));
@@ -37,6 +38,13 @@ Result<QuantConfig> parse_quant_config(const YAML::Node& q, const std::string& s
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "float_layers", &c.float_layers, src, "quant."));
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "int16_layers", &c.int16_layers, src, "quant."));
   QEVAL_RETURN_IF_ERROR(yaml::read(q, "layer_bits", &c.layer_bits, src, "quant."));
+  QEVAL_RETURN_IF_ERROR(yaml::read(q, "ranges", &c.ranges, src, "quant."));
+  for (const auto& [layer, r] : c.ranges) {
+    if (r.size() != 2 || !std::isfinite(r[0]) || !std::isfinite(r[1]) || r[0] > r[1]) {
+      return yaml::at(q["ranges"], src,
+                      invalid_argument("quant.ranges.{}: expected [lo, hi] with lo <= hi", layer));
+    }
+  }
   // The observer's own checks (kind, momentum, percentile) with this block's position.
   auto obs = make_observer(c.observer);
   if (!obs.is_ok()) {

@@ -13,6 +13,9 @@
 //     float_layers: [fc]          # hybrid: these layers stay float
 //     int16_layers: [stem.0]      # 16-bit activations (profile must allow 16)
 //     layer_bits: {layer3.conv2: 4}   # per-layer weight bits
+//     ranges: {layer2.conv1: [-0.5, 3.0]}  # activation range of a layer, instead of
+//                                # calibration (as editing tpu-mlir's calibration table);
+//                                # ignored while the layer is in float_layers
 #pragma once
 
 #include <map>
@@ -38,6 +41,7 @@ struct QuantConfig {
   std::vector<std::string> float_layers;
   std::vector<std::string> int16_layers;
   std::map<std::string, int> layer_bits;
+  std::map<std::string, std::vector<double>> ranges;  // layer -> [lo, hi]
   std::string source;  // "file:line" of the block, for later errors
 };
 

@@ -177,6 +177,8 @@ Result<MergeStats> merge_into(ResultStore& target, const std::string& source_pat
       QEVAL_RETURN_IF_ERROR(target.add_job(id, j));
       ++st.jobs_added;
     }
+    QEVAL_ASSIGN_OR_RETURN(std::vector<Finding> findings, source->findings(r.id));
+    if (!findings.empty()) QEVAL_RETURN_IF_ERROR(target.set_findings(id, findings));
     ++st.runs_added;
   }
   return st;

@@ -477,6 +477,10 @@ pre { background: #f6f6f6; padding: 6px; overflow-x: auto; }
 
 }  // namespace
 
+std::string html_escape(const std::string& s) { return escape_html(s); }
+std::string layer_cos_chart(const JobResult& j) { return cos_chart(j); }
+const char* report_css() { return kCss; }
+
 std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs, const HtmlExtras& extras) {
   const Totals t = totals_of(jobs);
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";

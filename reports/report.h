@@ -56,4 +56,9 @@ struct HtmlExtras {
 // value in a data-value attribute.
 std::string results_html(const RunInfo& run, const std::vector<JobResult>& jobs, const HtmlExtras& extras = {});
 
+// Pieces other HTML pages reuse (reports/diagnose_report.cc).
+std::string html_escape(const std::string& s);
+std::string layer_cos_chart(const JobResult& j);  // the per-layer cosine bar chart of results_html
+const char* report_css();
+
 }  // namespace qeval

@@ -66,6 +66,21 @@ CREATE TABLE run_parts(
   run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, uuid TEXT NOT NULL UNIQUE,
   shard TEXT NOT NULL, status TEXT NOT NULL);
 )sql"},
+    // v4: qeval diagnose. Layers get the fp32 activation's profile against the
+    // simulator's quantizer; findings hold a run's checks, sensitivity ranking and fix.
+    {4, R"sql(
+ALTER TABLE layers ADD COLUMN lo REAL;
+ALTER TABLE layers ADD COLUMN hi REAL;
+ALTER TABLE layers ADD COLUMN saturation REAL;
+ALTER TABLE layers ADD COLUMN outlier REAL;
+ALTER TABLE layers ADD COLUMN scale REAL;
+ALTER TABLE layers ADD COLUMN zero_point INTEGER;
+ALTER TABLE layers ADD COLUMN bits INTEGER;
+CREATE TABLE findings(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+  kind TEXT NOT NULL, subject TEXT, rank INTEGER, value REAL, value2 REAL, detail TEXT);
+CREATE INDEX findings_run ON findings(run_id, idx);
+)sql"},
 };
 static_assert(std::size(kMigrations) == kStoreSchemaVersion &&
                   kMigrations[std::size(kMigrations) - 1].to == kStoreSchemaVersion,
@@ -387,8 +402,8 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
   }
   Stmt l(db);
   QEVAL_RETURN_IF_ERROR(l.prepare(
-      "INSERT INTO layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass) "
-      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      "INSERT INTO layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass, lo, hi, saturation, outlier, "
+      "scale, zero_point, bits) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   for (size_t i = 0; i < job.layers.size(); ++i) {
     const LayerResult& x = job.layers[i];
     l.integer(1, job_id);
@@ -400,6 +415,13 @@ Status insert_job(sqlite3* db, int64_t run_id, const JobResult& job, const std::
     l.real(7, x.sqnr);
     l.integer(8, x.max_lsb);
     l.integer(9, x.pass);
+    l.real(10, x.lo);
+    l.real(11, x.hi);
+    l.real(12, x.saturation);
+    l.real(13, x.outlier);
+    l.real(14, x.scale);
+    l.integer(15, x.zero_point);
+    l.integer(16, x.bits);
     QEVAL_RETURN_IF_ERROR(l.run());
   }
   // The content hash is filled in by whoever hashes artifacts; "" until then.
@@ -466,7 +488,8 @@ Result<std::vector<JobResult>> read_jobs(sqlite3* db, int64_t run_id) {
       "SELECT name, value, baseline, delta, tolerance, gated, pass, allowed_drop FROM metrics "
       "WHERE job_id = ? ORDER BY rowid"));
   QEVAL_RETURN_IF_ERROR(l.prepare(
-      "SELECT name, op, cos, euclid, sqnr, max_lsb, pass FROM layers WHERE job_id = ? ORDER BY idx"));
+      "SELECT name, op, cos, euclid, sqnr, max_lsb, pass, lo, hi, saturation, outlier, scale, zero_point, bits "
+      "FROM layers WHERE job_id = ? ORDER BY idx"));
   QEVAL_RETURN_IF_ERROR(a.prepare("SELECT kind, path, hash FROM artifacts WHERE job_id = ?"));
   for (size_t i = 0; i < out.size(); ++i) {
     JobResult& j = out[i];
@@ -475,8 +498,16 @@ Result<std::vector<JobResult>> read_jobs(sqlite3* db, int64_t run_id) {
                            m.col_int(5) != 0, m.col_int(6, 1) != 0, m.col_real(7)});
     }));
     QEVAL_RETURN_IF_ERROR(each_row(l, ids[i], [&] {
-      j.layers.push_back({l.col_text(0), l.col_text(1), l.col_real(2), l.col_real(3), l.col_real(4),
-                          l.col_int(5, -1), l.col_int(6, 1) != 0});
+      LayerResult x{l.col_text(0), l.col_text(1), l.col_real(2), l.col_real(3), l.col_real(4),
+                    l.col_int(5, -1), l.col_int(6, 1) != 0};
+      x.lo = l.col_real(7);
+      x.hi = l.col_real(8);
+      x.saturation = l.col_real(9);
+      x.outlier = l.col_real(10);
+      x.scale = l.col_real(11);
+      x.zero_point = l.col_int(12, 0);
+      x.bits = static_cast<int>(l.col_int(13, 0));
+      j.layers.push_back(x);
     }));
     QEVAL_RETURN_IF_ERROR(each_row(a, ids[i], [&] {
       j.artifacts[a.col_text(0)] = a.col_text(1);
@@ -630,6 +661,47 @@ Result<std::vector<JobResult>> ResultStore::jobs(int64_t run_id) const {
   auto r = read_jobs(db_, run_id);
   if (!r.is_ok()) return r.status().with_context(fmt::format("{}: jobs of run {}", path_, run_id));
   return r;
+}
+
+Status ResultStore::set_findings(int64_t run_id, const std::vector<Finding>& findings) {
+  auto write = [&]() -> Status {
+    Transaction tx(db_);
+    QEVAL_RETURN_IF_ERROR(tx.begin("BEGIN IMMEDIATE"));
+    Stmt del(db_);
+    QEVAL_RETURN_IF_ERROR(del.prepare("DELETE FROM findings WHERE run_id = ?"));
+    del.integer(1, run_id);
+    QEVAL_RETURN_IF_ERROR(del.run());
+    Stmt ins(db_);
+    QEVAL_RETURN_IF_ERROR(ins.prepare(
+        "INSERT INTO findings(run_id, idx, kind, subject, rank, value, value2, detail) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+    for (size_t i = 0; i < findings.size(); ++i) {
+      const Finding& f = findings[i];
+      ins.integer(1, run_id);
+      ins.integer(2, int64_t(i));
+      ins.text(3, f.kind);
+      ins.text(4, f.subject);
+      ins.integer(5, f.rank);
+      ins.real(6, f.value);
+      ins.real(7, f.value2);
+      ins.text(8, f.detail);
+      QEVAL_RETURN_IF_ERROR(ins.run());
+    }
+    return tx.commit();
+  };
+  return write().with_context(fmt::format("{}: findings of run {}", path_, run_id));
+}
+
+Result<std::vector<Finding>> ResultStore::findings(int64_t run_id) const {
+  std::vector<Finding> out;
+  Stmt st(db_);
+  Status s = st.prepare("SELECT kind, subject, rank, value, value2, detail FROM findings WHERE run_id = ? ORDER BY idx");
+  if (s.is_ok()) {
+    s = each_row(st, run_id, [&] {
+      out.push_back({st.col_text(0), st.col_text(1), st.col_text(5), st.col_int(2), st.col_real(3), st.col_real(4)});
+    });
+  }
+  if (!s.is_ok()) return s.with_context(fmt::format("{}: findings of run {}", path_, run_id));
+  return out;
 }
 
 }  // namespace qeval

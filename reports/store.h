@@ -10,7 +10,9 @@
 //        cfg_path, cfg_hash, status, message, signal, seconds, samples,
 //        baseline_cache_hit, quant_cache_hit, log_tail TEXT)   UNIQUE(run_id, job_key)
 //   metrics(job_id, name, value, baseline, delta, tolerance, gated, pass, allowed_drop)  (allowed_drop: v2)
-//   layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass)
+//   layers(job_id, idx, name, op, cos, euclid, sqnr, max_lsb, pass,
+//          lo, hi, saturation, outlier, scale, zero_point, bits)          (v4: the profile)
+//   findings(run_id, idx, kind, subject, rank, value, value2, detail)   (v4: qeval diagnose)
 //   artifacts(job_id, kind, path, hash)
 //
 // NaN values are stored as NULL. WAL journal, busy timeout 30 s, schema version
@@ -30,7 +32,7 @@ struct sqlite3;
 
 namespace qeval {
 
-inline constexpr int kStoreSchemaVersion = 3;
+inline constexpr int kStoreSchemaVersion = 4;
 
 struct RunInfo {
   int64_t id = 0;
@@ -43,6 +45,18 @@ struct RunInfo {
   int exit_code = -1;
   std::string sweep;  // run_eval --sweep: the sweep this run is a shard of
   std::string shard;  // "i/N" for a shard's own run; empty for a whole run or a merged sweep
+};
+
+// One finding of `qeval diagnose` (docs/diagnose.md), stored with its run:
+//   check        subject: the check's name, detail: what it found (value: a figure)
+//   sensitivity  subject: a layer; rank; value: the metric with only this layer
+//                quantized; value2: with only this layer in float
+//   fix          subject: a layer; detail: its change (layer_bits 8 | int16 | float)
+//   fix_result   detail: the patch file; value: metric before; value2: after
+struct Finding {
+  std::string kind, subject, detail;
+  int64_t rank = 0;
+  double value = kNaN, value2 = kNaN;
 };
 
 // A shard run folded into a merged sweep run.
@@ -79,6 +93,9 @@ class ResultStore {
   Result<RunInfo> run(int64_t id) const;
   Result<int64_t> latest_run_id() const;  // not_found when the store is empty
   Result<std::vector<JobResult>> jobs(int64_t run_id) const;  // in insertion order, metrics and layers filled
+  // Replaces the run's findings (one transaction).
+  Status set_findings(int64_t run_id, const std::vector<Finding>& findings);
+  Result<std::vector<Finding>> findings(int64_t run_id) const;  // in the order given
 
   const std::string& path() const { return path_; }
 

@@ -62,6 +62,13 @@ void expect_equal(const JobResult& a, const JobResult& b) {
     expect_same(x.sqnr, y.sqnr, x.name + ".sqnr");
     EXPECT_EQ(x.max_lsb, y.max_lsb);
     EXPECT_EQ(x.pass, y.pass);
+    expect_same(x.lo, y.lo, x.name + ".lo");
+    expect_same(x.hi, y.hi, x.name + ".hi");
+    expect_same(x.saturation, y.saturation, x.name + ".saturation");
+    expect_same(x.outlier, y.outlier, x.name + ".outlier");
+    expect_same(x.scale, y.scale, x.name + ".scale");
+    EXPECT_EQ(x.zero_point, y.zero_point);
+    EXPECT_EQ(x.bits, y.bits);
   }
 }
 
@@ -83,6 +90,13 @@ JobResult passing_job() {
   j.layers = {{"conv1", "Conv", 0.99987, 0.9876, 38.25, 1, true},
               {"relu1", "Relu", 0.99951, kNaN, 35.5, 0, true},
               {"fc", "Gemm", kNaN, kNaN, kNaN, -1, false}};
+  j.layers[0].lo = -1.25;
+  j.layers[0].hi = 6.5;
+  j.layers[0].saturation = 0.0125;
+  j.layers[0].outlier = 3.75;
+  j.layers[0].scale = 0.05;
+  j.layers[0].zero_point = -3;
+  j.layers[0].bits = 8;
   j.artifacts = {{"qmodel", "results/resnet8.qmodel"}, {"cali_table", "results/resnet8.cali"}};
   return j;
 }
@@ -229,6 +243,30 @@ TEST_F(StoreTest, SameJobTwiceReplaces) {
   EXPECT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find(db_path()), std::string::npos) << s.message();
   EXPECT_EQ(raw_query_int(db_path(), "SELECT count(*) FROM jobs"), 2);
+}
+
+TEST_F(StoreTest, FindingsRoundTripAndReplace) {
+  auto store = ResultStore::open(db_path());
+  ASSERT_TRUE(store.is_ok()) << store.status().message();
+  auto run = (*store)->begin_run(RunInfo{});
+  ASSERT_TRUE(run.is_ok());
+  const std::vector<Finding> f = {{"check", "calibration_ratio", "PTQ top-1 / fp32 top-1", 0, 0.62, kNaN},
+                                  {"sensitivity", "conv2", "", 1, 80.5, 91.0},
+                                  {"fix", "conv2", "float", 1, kNaN, kNaN}};
+  ASSERT_TRUE((*store)->set_findings(*run, f).is_ok());
+  auto back = (*store)->findings(*run);
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  ASSERT_EQ(back->size(), f.size());
+  for (size_t i = 0; i < f.size(); ++i) {
+    EXPECT_EQ((*back)[i].kind, f[i].kind);
+    EXPECT_EQ((*back)[i].subject, f[i].subject);
+    EXPECT_EQ((*back)[i].detail, f[i].detail);
+    EXPECT_EQ((*back)[i].rank, f[i].rank);
+    expect_same((*back)[i].value, f[i].value, "value");
+    expect_same((*back)[i].value2, f[i].value2, "value2");
+  }
+  ASSERT_TRUE((*store)->set_findings(*run, {f[2]}).is_ok());
+  EXPECT_EQ((*store)->findings(*run)->size(), 1u);
 }
 
 TEST_F(StoreTest, NewerSchemaIsRefused) {
