@@ -133,7 +133,9 @@ Result<EvalFn> prepare_Conv2d(const KernelArgs& a) {
         [&](int64_t yi, int64_t acc, int64_t m) { st.store(Y, yi, acc, m); });
     return Status::ok();
   });
-  return optimized_or(a, ref, [&](const EvalFn& r) { return opt::prepare_conv2d(a, st, r); });
+  return optimized_or(a, ref, [&](const EvalFn& r) {
+    return st.is_float ? opt::prepare_conv2d_float(a, r) : opt::prepare_conv2d(a, st, r);
+  });
 }
 
 Status lower_Linear(Node& n, const Graph& g, const ChipProfile& p) {

@@ -295,6 +295,58 @@ TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
   EXPECT_GT(tally.optimized.value_or(0), tally.cases * 3 / 4);
 }
 
+// Float Conv2d (hybrid programs' float layers): the fast loop must add the same
+// double products in the same order as the reference, padded taps skipped (an
+// added 0.0 would turn a -0.0 sum into +0.0), so every output bit matches.
+TEST(OptimizedKernels, FloatConv2dEqualsReference) {
+  std::mt19937 rng(77);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto floats = [&](const Shape& sh) {
+    Tensor t(DType::kFloat32, sh);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const int64_t k = rand_int(rng, 0, 9);
+      t.data<float>()[i] = k == 0 ? 0.f : k == 1 ? -0.f : normal(rng) * static_cast<float>(std::pow(10.0, rand_int(rng, -3, 3)));
+    }
+    return t;
+  };
+  const ChipProfile p = profile("bm1690");
+  Tally tally;
+  int64_t fast = 0;
+  for (int i = 0; i < 150; ++i) {
+    const ConvSpec s = random_conv(rng);
+    Graph g;
+    g.inputs = {"x"};
+    g.outputs = {"y"};
+    g.value("x") = ValueInfo{"x", DType::kFloat32, {s.N, s.C, s.H, s.W}, std::nullopt};
+    g.constants["w"] = floats({s.M, s.C / s.group, s.KH, s.KW});
+    g.value("w") = ValueInfo{"w", DType::kFloat32, g.constants["w"].shape(), std::nullopt};
+    Node n;
+    n.op = OpKind::kConv2d;
+    n.name = "conv";
+    n.inputs = {"x", "w"};
+    n.outputs = {"y"};
+    n.attrs["strides"] = s.strides;
+    n.attrs["pads"] = s.pads;
+    n.attrs["dilations"] = s.dil;
+    n.attrs["group"] = s.group;
+    if (rand_int(rng, 0, 2)) {
+      g.constants["b"] = floats({s.M});
+      g.value("b") = ValueInfo{"b", DType::kFloat32, {s.M}, std::nullopt};
+      n.inputs.push_back("b");
+    }
+    g.value("y") = ValueInfo{"y", DType::kFloat32, {}, std::nullopt};
+    g.nodes = {n};
+    auto lowered = lower_graph(g, p);
+    ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
+    const KernelArgs a{lowered->nodes[0], *lowered, p, KernelMode::kOptimized};
+    fast += kern::opt::prepare_conv2d_float(a, EvalFn()).has_value();
+    expect_same(*lowered, p, {{{"x", floats({s.N, s.C, s.H, s.W})}}, {{"x", floats({s.N, s.C, s.H, s.W})}}},
+                fmt::format("float conv {} case {}", s.group, i), tally);
+  }
+  tally.report("float Conv2d");
+  EXPECT_EQ(fast, 150);
+}
+
 // The shapes of the zoo's convolutions (3x3 pad 1, stride 1 and 2, 1x1,
 // depthwise) at sizes where the kernels' row grid, tiles and spans all come
 // into play, plus a K large enough for int16 inputs to overflow the bound.

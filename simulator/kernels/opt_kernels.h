@@ -181,5 +181,9 @@ std::optional<EvalFn> prepare_add(const KernelArgs& a, const AddRequant& add,
 std::optional<EvalFn> prepare_global_avg_pool(const KernelArgs& a, const Requant& rq,
                                               const EvalFn& reference);
 std::optional<EvalFn> prepare_quantize(const KernelArgs& a, const EvalFn& reference);
+// Float Conv2d (hybrid programs' float layers) in the reference's summation
+// order, vectorisable across output columns (opt_float.cc); nullopt for
+// non-float weights or attributes the reference would reject.
+std::optional<EvalFn> prepare_conv2d_float(const KernelArgs& a, const EvalFn& reference);
 
 }  // namespace qeval::kern::opt
