@@ -74,7 +74,10 @@ std::string Diagnosis::relative_cfg(const fs::path& from_dir) const {
   std::error_code ec;
   const fs::path abs = fs::absolute(cfg_.path, ec).lexically_normal();
   const fs::path rel = fs::relative(abs, fs::absolute(from_dir, ec), ec);
-  return ec || rel.empty() ? abs.string() : rel.string();
+  // Relative when the cfg is near (the patch moves with its tree), else absolute.
+  int ups = 0;
+  for (const auto& part : rel) ups += part == "..";
+  return ec || rel.empty() || ups > 3 ? abs.string() : rel.string();
 }
 
 Status Diagnosis::setup() {
@@ -271,9 +274,10 @@ Status Diagnosis::fix() {
         auto g = gate_metric(res[i], gate_.allowed_drop);
         if (!g.is_ok()) return internal_error("fix trial {} {}: {}", res[i].id, res[i].status, res[i].message);
         out.push_back(FixTrial{{}, g->passes(), g->value});
-        std::cerr << fmt::format("[diagnose]   {} layer(s) [{}]: {} {} -> {}\n", sets[i].size(),
+        std::cerr << fmt::format("[diagnose]   {} layer(s) [{}]: {} {} -> {}{}\n", sets[i].size(),
                                  fmt::join(sets[i], ", "), gate_.name, metric_text(gate_.name, g->value),
-                                 g->passes() ? "passes" : "fails");
+                                 g->passes() ? "passes" : "fails",
+                                 g->others_pass ? "" : fmt::format(" ({})", fmt::join(g->other_failures, "; ")));
       }
       return out;
     };
@@ -385,10 +389,12 @@ int Diagnosis::run() {
     f.subject = "gate";
     f.value = gate_.value;
     f.value2 = gate_.fp32;
-    f.detail = fmt::format("{} {}: {} vs fp32 {} (drop {}, allowed {}): {}", mode_, gate_.name,
+    f.detail = fmt::format("{} {}: {} vs fp32 {} (drop {}, allowed {}): {}{}", mode_, gate_.name,
                            metric_text(gate_.name, gate_.value), metric_text(gate_.name, gate_.fp32),
                            metric_text(gate_.name, gate_.drop()), metric_text(gate_.name, gate_.allowed_drop),
-                           gate_.passes() ? "within tolerance" : "FAILS");
+                           gate_.metric_passes() ? "within tolerance" : "FAILS",
+                           gate_.others_pass ? "" : fmt::format("; other gates fail: {}",
+                                                                fmt::join(gate_.other_failures, "; ")));
     findings_.insert(findings_.begin(), f);
   }
   std::cout << "\nChecks:\n";

@@ -179,6 +179,12 @@ Result<GateMetric> gate_metric(const JobResult& job, double allowed_drop) {
   g.fp32 = m->baseline;
   g.value = m->value;
   g.allowed_drop = std::isnan(allowed_drop) ? m->allowed_drop : allowed_drop;
+  for (const MetricResult& x : job.metrics) {
+    if (x.gated && !x.pass && x.name != g.name) {
+      g.others_pass = false;
+      g.other_failures.push_back(fmt::format("{} {} ({})", x.name, format_metric(x.name, x.value), x.tolerance));
+    }
+  }
   if (std::isnan(g.allowed_drop)) {
     return invalid_argument("{}: no tolerance for {} (set metric_tolerance in the cfg or pass --tolerance)",
                                job.id, g.name);

@@ -47,8 +47,12 @@ struct GateMetric {
   std::string name;        // top1 | mAP
   double fp32 = kNaN, value = kNaN;
   double allowed_drop = kNaN;  // from the cfg's metric_tolerance or --tolerance
+  // The job's other gates (per-layer similarity, a second metric): run_eval must pass them too.
+  bool others_pass = true;
+  std::vector<std::string> other_failures;
   double drop() const { return fp32 - value; }
-  bool passes() const { return drop() <= allowed_drop + 1e-9; }
+  bool metric_passes() const { return drop() <= allowed_drop + 1e-9; }
+  bool passes() const { return metric_passes() && others_pass; }
 };
 // The gate metric of a finished job under `allowed_drop` (NaN: the job's own rule).
 Result<GateMetric> gate_metric(const JobResult& job, double allowed_drop);

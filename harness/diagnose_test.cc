@@ -179,6 +179,27 @@ TEST(DiagnoseFix, NotFoundWhenNoPrefixPasses) {
   EXPECT_EQ(r->layers, std::vector<std::string>{"a"});
 }
 
+TEST(DiagnoseGate, TheJobsOtherGatesCountToo) {
+  JobResult j;
+  j.id = "m/bm1690/ptq";
+  j.metrics = {{"top1", 89.4, 89.8, -0.4, "drop <= 0.50", true, true, 0.5},
+               {"min_layer_cos", 0.9696, kNaN, kNaN, ">= 0.9700 (x)", true, false}};
+  auto g = gate_metric(j, kNaN);
+  ASSERT_TRUE(g.is_ok()) << g.status().message();
+  EXPECT_EQ(g->name, "top1");
+  EXPECT_DOUBLE_EQ(g->allowed_drop, 0.5);
+  EXPECT_TRUE(g->metric_passes());
+  EXPECT_FALSE(g->passes());
+  ASSERT_EQ(g->other_failures.size(), 1u);
+  EXPECT_NE(g->other_failures[0].find("min_layer_cos"), std::string::npos);
+  j.metrics[1].pass = true;
+  EXPECT_TRUE(gate_metric(j, kNaN)->passes());
+  EXPECT_FALSE(gate_metric(j, 0.3)->passes());  // --tolerance replaces the cfg's drop
+  j.metrics.pop_back();
+  j.metrics[0].allowed_drop = kNaN;
+  EXPECT_FALSE(gate_metric(j, kNaN).is_ok());  // no tolerance anywhere
+}
+
 class DiagnosePatch : public TempDirTest {};
 
 TEST_F(DiagnosePatch, PatchLoadsAsACfgThatRunEvalAccepts) {

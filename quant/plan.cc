@@ -312,8 +312,12 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
       QEVAL_ASSIGN_OR_RETURN(d.inputs[i], is_float ? as_float(in) : as_int(in));
     }
     if (is_float) {
-      // A folded conv in a float group: use the folded float weights.
+      // A folded conv in a float group: use the folded float weights, and name the
+      // result after its BatchNorm's value as the integer path does (the value
+      // holds the normalised result; run_eval's layer comparison pairs names).
+      std::string value = out;
       if (is_layer(n.op) && dp.weight_f.count(n.name)) {
+        if (auto fb = folded_out.find(n.name); fb != folded_out.end()) value = fb->second;
         const std::string w = n.inputs[1];
         q.constants[w] = dp.weight_f.at(n.name);
         add_value(w, DType::kFloat32, std::nullopt);
@@ -325,8 +329,9 @@ Result<Graph> build_quantized_graph(const Graph& g, const QuantPlan& plan, const
           add_value(b, DType::kFloat32, std::nullopt);
         }
       }
-      add_value(out, DType::kFloat32, std::nullopt);
-      float_name[out] = out;
+      d.outputs = {value};
+      add_value(value, DType::kFloat32, std::nullopt);
+      float_name[out] = value;
       q.nodes.push_back(d);
       continue;
     }

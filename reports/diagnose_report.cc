@@ -79,7 +79,8 @@ std::string diagnose_html(const RunInfo& run, const std::vector<JobResult>& jobs
   size_t flags = 0;
   for (const Finding& f : findings) {
     if (f.kind != "check" && f.kind != "measure") continue;
-    const bool flag = f.kind == "check" || (f.subject == "gate" && f.detail.find("FAILS") != std::string::npos);
+    const bool flag = f.kind == "check" || (f.subject == "gate" && (f.detail.find("FAILS") != std::string::npos ||
+                                                                    f.detail.find("other gates fail") != std::string::npos));
     flags += f.kind == "check";
     h += fmt::format("<tr><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>\n", flag ? "fail" : "pass",
                      flag ? "FLAG" : "ok", html_escape(f.subject), html_escape(f.detail));
