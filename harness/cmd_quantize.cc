@@ -19,6 +19,7 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
     std::string model, cfg, out, weights;
     bool ptq = false, resume = false, no_compare = false, no_ptq_eval = false;
     int qat_epochs = -1, threads = 2;
+    std::string device = "cpu";
     int64_t eval_limit = 0, train_limit = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -39,6 +40,8 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
   q->add_flag("--no-ptq-eval", o->no_ptq_eval, "do not score the PTQ model (it is still written; top-1 -1)");
   q->add_flag("--no-compare", o->no_compare, "skip the deploy-aligned / fake-quant vs simulator comparison");
   q->add_option("--threads", o->threads, "LibTorch threads")->check(CLI::Range(1, 256));
+  q->add_option("--device", o->device, "LibTorch device of calibration and QAT: cpu (default), cuda, cuda:N "
+                                       "(docs/cuda.md); the simulator runs on the CPU");
   cmds.push_back({q, [o] {
                     auto m = zoo_model(o->model);
                     if (!m.is_ok()) return fail(m.status());
@@ -51,6 +54,8 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                     if (o->qat_epochs >= 0) qo.cfg.qat.epochs = o->qat_epochs;
                     qo.ptq_only = o->ptq;
                     qo.threads = o->threads;
+                    qo.device = o->device;
+                    if (Status s = check_device(o->device); !s.is_ok()) return fail(s);
                     qo.out_dir = o->out;
                     qo.resume = o->resume;
                     qo.eval_limit = o->eval_limit;
@@ -68,6 +73,7 @@ void add_quantize_command(CLI::App& app, CommandList& cmds) {
                     } else {
                       TrainOptions t;
                       t.threads = o->threads;
+                      t.device = o->device;
                       auto b = fp32_baseline(*m, t);
                       if (!b.is_ok()) return fail(b.status().with_context("fp32 baseline of " + o->model));
                       fp32 = std::move(b->graph);

@@ -34,6 +34,7 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
   struct Opts {
     std::string model, out, ckpt_dir, cache = "use", weights, diff_a, diff_b;
     int epochs = 0, threads = 2;
+    std::string device = "cpu";
     double lr = 0, tol = 0;
     int64_t batch = 0, train_limit = -1, eval_limit = 0;
     uint64_t seed = 0;
@@ -57,6 +58,7 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
   train->add_option("--cache", o->cache, "use (default), refresh (retrain, overwrite) or bypass")
       ->check(CLI::IsMember({"use", "refresh", "bypass"}));
   train->add_option("--threads", o->threads, "LibTorch threads")->check(CLI::Range(1, 256));
+  train->add_option("--device", o->device, "LibTorch device: cpu (default), cuda, cuda:N (docs/cuda.md)");
   cmds.push_back({train, [o, seed_opt] {
                     auto m = zoo_model(o->model);
                     if (!m.is_ok()) return fail(m.status());
@@ -67,6 +69,8 @@ void add_train_commands(CLI::App& app, CommandList& cmds) {
                     if (o->train_limit >= 0) m->recipe.train_limit = o->train_limit;
                     TrainOptions topts;
                     topts.threads = o->threads;
+                    topts.device = o->device;
+                    if (Status s = check_device(o->device); !s.is_ok()) return fail(s);
                     topts.eval_limit = o->eval_limit;
                     topts.checkpoint_dir = o->ckpt_dir;
                     topts.resume = o->resume;

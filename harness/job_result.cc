@@ -124,7 +124,8 @@ std::string job_spec_to_json(const JobSpec& s) {
             {"count", s.count}, {"batch_size", s.batch_size}, {"threads", s.threads},
             {"torch_threads", s.torch_threads},
             {"qat_model_path", s.qat_model_path}, {"debug_cmd", s.debug_cmd}, {"work_dir", s.work_dir},
-            {"stage_file", s.stage_file}, {"compare_count", s.compare_count}};
+            {"stage_file", s.stage_file}, {"compare_count", s.compare_count},
+            {"device", s.device}};
   return j.dump(1) + "\n";
 }
 
@@ -146,6 +147,7 @@ Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& s
     s.work_dir = j.at("work_dir").get<std::string>();
     s.stage_file = j.at("stage_file").get<std::string>();
     s.compare_count = j.at("compare_count").get<int64_t>();
+    s.device = j.value("device", "cpu");  // plans written before it existed
     return s;
   } catch (const std::exception& e) {
     return data_loss("{}: not a job spec: {}", source, first_line(e.what()));

@@ -91,6 +91,9 @@ struct JobSpec {
   std::string work_dir;         // the job's folder: log, result, artifacts
   std::string stage_file;       // the worker writes its current stage here
   int64_t compare_count = 4;    // samples of the per-layer fp32 vs simulator comparison
+  // LibTorch device of fp32 training and QAT (run_eval --device; docs/cuda.md).
+  // The simulator and fp32 inference for the metrics run on the CPU.
+  std::string device = "cpu";
 };
 std::string job_spec_to_json(const JobSpec& s);
 

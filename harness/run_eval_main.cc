@@ -99,6 +99,7 @@ struct Flags {
   std::vector<std::string> cfgs, chips;
   bool fast_test = false, qat_eval = false, list = false;
   int pool_size = 2, threads = 1, torch_threads = 1;
+  std::string device = "cpu";
   int64_t batch_size = 0, compare_count = 4;
   std::string qat_model_path, debug_cmd, db = "results/qeval.db", html, markdown, junit, out_dir = "results/runs";
   double timeout = 0;
@@ -141,6 +142,7 @@ Result<std::vector<JobSpec>> plan(const Flags& f) {
         s.batch_size = f.batch_size;
         s.threads = f.threads;
         s.torch_threads = f.torch_threads;
+        s.device = f.device;
         s.qat_model_path = f.qat_model_path;
         s.debug_cmd = f.debug_cmd;
         s.compare_count = f.compare_count;
@@ -474,6 +476,15 @@ int main(int argc, char** argv) {
                  "LibTorch threads per worker for training and fp32 inference (default 1; the trained weights depend "
                  "on it, so it is part of the cache keys)")
       ->check(CLI::Range(1, 256));
+  app.add_option("--device", f.device,
+                 "LibTorch device of fp32 training and QAT: cpu (default), cuda, cuda:N (a CUDA LibTorch build, "
+                 "docs/cuda.md); the simulator always runs on the CPU")
+      ->check([](const std::string& d) {
+        const bool ok = d == "cpu" || d == "cuda" ||
+                        (d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
+                         d.find_first_not_of("0123456789", 5) == std::string::npos);
+        return ok ? std::string() : "--device: '" + d + "' (allowed: cpu, cuda, cuda:N)";
+      });
   app.add_option("--qat_model_path", f.qat_model_path,
                  "already quantized models: a file, or folders (comma-separated) holding NAME.qmodel / NAME_qdq.onnx");
   app.add_option("--chip", f.chips, "chip profile (repeatable; overrides the cfgs)")

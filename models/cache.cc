@@ -46,7 +46,7 @@ Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts) {
       "sched={};warm={:.17g};cyclemom={}:{:.17g}:{:.17g};hflip={};seed={};limit={}{}",
       m.name, m.dataset, data, kTrainerCodeVersion, r.optimizer, r.peak_lr, r.momentum, r.nesterov,
       r.weight_decay, r.batch, r.epochs, r.schedule, r.warmup, r.cycle_momentum, r.max_momentum, r.min_momentum,
-      r.hflip, r.seed, r.train_limit, threads_key(opts.threads));
+      r.hflip, r.seed, r.train_limit, threads_key(opts.threads) + device_key(opts.device));
   return fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
 }
 

@@ -25,6 +25,11 @@ Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts);
 // weights depend on it (oneDNN's 1x1 convolution splits its weight-gradient
 // reduction over the minibatch by thread count; measured in docs/run_eval.md).
 inline std::string threads_key(int torch_threads) { return ";torch_threads=" + std::to_string(torch_threads); }
+// The training device too (a GPU's kernels reduce in other orders); empty for the
+// CPU, so the keys of CPU entries are what they were before devices existed.
+inline std::string device_key(const std::string& device) {
+  return device.empty() || device == "cpu" ? std::string() : ";device=" + device;
+}
 
 struct Baseline {
   Graph graph;

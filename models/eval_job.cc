@@ -33,7 +33,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Bump when quantization or lowering changes what a cached quantized model holds.
-constexpr const char* kQuantCodeVersion = "qeval-quant-1";
+constexpr const char* kQuantCodeVersion = "qeval-quant-2";  // 2: hybrid folded convs named after their BN
 
 // Prefixes a failed result's message with "CFG: FIELD" (errors name the file and the field).
 template <typename T>
@@ -113,6 +113,7 @@ Status Job::load_fp32(JobResult& r) {
   }
   TrainOptions t;
   t.threads = spec_.torch_threads;
+  t.device = spec_.device;
   t.progress = true;
   const ZooModel m = spec_.fast_test ? fast_recipe(zoo_) : zoo_;
   QEVAL_ASSIGN_OR_RETURN(Baseline b, fp32_baseline(m, t));
@@ -189,6 +190,7 @@ Status Job::quantize(JobResult& r) {
   qo.cfg.qat = cfg_.qat;
   qo.ptq_only = spec_.mode == "ptq";
   qo.threads = spec_.torch_threads;
+  qo.device = spec_.device;
   qo.evaluate = false;
   qo.compare = false;
   if (spec_.fast_test) {
@@ -202,7 +204,8 @@ Status Job::quantize(JobResult& r) {
   const std::string canon =
       fmt::format("{};fp32={:016x};chip={};mode={};{};train_limit={}{}", kQuantCodeVersion,
                   XXH64(fp32_bytes.data(), fp32_bytes.size(), 0), profile_.name, spec_.mode,
-                  describe(qo.cfg.quant, qo.cfg.qat), qo.train_limit, threads_key(qo.threads));
+                  describe(qo.cfg.quant, qo.cfg.qat), qo.train_limit,
+                  threads_key(qo.threads) + device_key(spec_.device));
   const std::string key = fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
   const fs::path dir = fs::path(cache_root()) / "quant" / fmt::format("{}-{}-{}", zoo_.name, profile_.name, key);
   const fs::path qmodel = dir / (zoo_.name + ".qmodel");
@@ -574,6 +577,7 @@ Status Job::run(JobResult& r) {
     std::cerr << fmt::format("[{}] debug_cmd use_pil_resize: qeval resizes with OpenCV INTER_LINEAR "
                              "(PIL's bilinear may differ by one level)\n", spec_.id);
   }
+  QEVAL_RETURN_IF_ERROR(check_device(spec_.device).with_context("--device"));
   QEVAL_RETURN_IF_ERROR(load_fp32(r));
   QEVAL_RETURN_IF_ERROR(quantize(r));
   QEVAL_RETURN_IF_ERROR(load_eval_data());

@@ -221,6 +221,9 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   qo.weight_fake_quant = qc.weight_fake_quant;
   qo.freeze_bn_step = static_cast<int64_t>(qc.freeze_bn_epoch * steps_per_epoch);
   QEVAL_ASSIGN_OR_RETURN(auto qat, QatModule::create(fp32, cfg.quant, profile, qo, /*channels_last=*/true));
+  // QAT on the device (a GPU with a CUDA LibTorch); the simulator stays on the CPU.
+  QEVAL_ASSIGN_OR_RETURN(torch::Device device, parse_device(opts.device));
+  QEVAL_RETURN_IF_ERROR(qat->to_device(device));
   note(opts.progress, fmt::format("[quantize {}] prepare: {} activation quantizers, {} weight quantizers, "
                                   "{} BN folded, {} float nodes",
                                   model.name, qat->plan().act.size(), qat->plan().weight.size(),
@@ -230,8 +233,10 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   topts.progress = false;
   topts.eval_limit = opts.eval_limit;
   topts.data_root = opts.data_root;
+  topts.device = opts.device;
   if (evaluate) {
     QEVAL_ASSIGN_OR_RETURN(auto fm, GraphModule::create(fp32, true));
+    QEVAL_RETURN_IF_ERROR(fm->to_device(device));
     QEVAL_ASSIGN_OR_RETURN(res.fp32, evaluate_classifier(model, *fm, topts));
     note(opts.progress, fmt::format("[quantize {}] fp32 top-1 {:.2f}% on {} images; chip {}", model.name,
                                     res.fp32.top1, res.fp32.samples, profile.name));
@@ -301,7 +306,8 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
       auto out = m->forward({xb});
       if (!out.is_ok()) throw std::runtime_error(out.status().message());
       torch::Tensor loss = detect ? det_loss((*out)[0], db)
-                                  : torch::nn::functional::cross_entropy((*out)[0], ytr.index_select(0, ii));
+                                  : torch::nn::functional::cross_entropy((*out)[0],
+                                                                         ytr.index_select(0, ii).to((*out)[0].device()));
       if (!std::isfinite(loss.item<double>())) {
         // Find the first layer with non-finite values, then stop with a hint.
         m->set_check_finite(true);

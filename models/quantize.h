@@ -37,6 +37,8 @@ struct QuantizeOptions {
   // calibrates alike and trains on its slice of each batch; only rank 0
   // scores and writes the outputs.
   std::shared_ptr<const Distributed> dist;
+  // LibTorch device of calibration and QAT ("cpu", "cuda", "cuda:N"; docs/cuda.md).
+  std::string device = "cpu";
 };
 
 // Disagreement of one integer activation between a QAT forward and the simulator.

@@ -65,7 +65,9 @@ DetBatch det_batch(const DetSceneSet& s, const std::vector<int64_t>& idx, uint64
 
 // CenterNet focal loss (Zhou et al. 2019, eq. 1) with alpha = 2, beta = 4.
 torch::Tensor det_loss(const torch::Tensor& head, const DetBatch& b) {
-  const torch::Tensor& heat = b.heat;
+  // The targets live on the CPU; the head may be on a GPU (docs/cuda.md).
+  const torch::Tensor heat = b.heat.to(head.device());
+  const torch::Tensor reg = b.reg.to(head.device()), mask = b.mask.to(head.device());
   const torch::Tensor logits = head.slice(1, 0, kDetClasses);
   const torch::Tensor p = torch::sigmoid(logits).clamp(1e-4, 1 - 1e-4);
   const torch::Tensor pos = heat.eq(1.0f).to(torch::kFloat32);
@@ -73,8 +75,8 @@ torch::Tensor det_loss(const torch::Tensor& head, const DetBatch& b) {
   const torch::Tensor neg_loss = torch::log(1 - p) * torch::pow(p, 2) * torch::pow(1 - heat, 4) * (1 - pos);
   const torch::Tensor npos = pos.sum().clamp_min(1.0);
   const torch::Tensor focal = -(pos_loss.sum() + neg_loss.sum()) / npos;
-  const torch::Tensor m = b.mask.unsqueeze(1);
-  const torch::Tensor l1 = (torch::abs(head.slice(1, kDetClasses, kDetClasses + 4) - b.reg) * m).sum() / npos;
+  const torch::Tensor m = mask.unsqueeze(1);
+  const torch::Tensor l1 = (torch::abs(head.slice(1, kDetClasses, kDetClasses + 4) - reg) * m).sum() / npos;
   return focal + l1;
 }
 
@@ -133,6 +135,8 @@ Result<TrainResult> train_detector(const ZooModel& model, const TrainOptions& op
                          make_det_scenes(train, kDetTrainSeedBase + model.recipe.seed, count, model));
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
   QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
+  QEVAL_ASSIGN_OR_RETURN(torch::Device device, parse_device(opts.device));
+  QEVAL_RETURN_IF_ERROR(module->to_device(device));
   const bool hflip = model.recipe.hflip;
   BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
     DetBatch b = det_batch(scenes, idx, rng, hflip, first);

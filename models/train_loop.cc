@@ -71,6 +71,8 @@ Result<std::shared_ptr<const Distributed>> distributed_from_env() {
 
 bool is_lead_rank(const Distributed* dist) { return !dist || dist->rank() == 0; }
 
+Status check_device(const std::string& device) { return parse_device(device).status(); }
+
 Result<LoopResult> run_train_loop(GraphModule& module, const ZooModel& model, int64_t num_samples,
                                   const BatchLossFn& loss_fn, const TrainOptions& opts) {
   // Each step allocates and frees the same multi-MB activations. With glibc's

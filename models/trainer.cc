@@ -93,6 +93,8 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
   torch::Tensor y = labels_of(train, model.recipe.train_limit);
   QEVAL_ASSIGN_OR_RETURN(Graph g0, build_zoo_graph(model.name, model.recipe.seed));
   QEVAL_ASSIGN_OR_RETURN(auto module, GraphModule::create(g0, /*channels_last=*/true));
+  QEVAL_ASSIGN_OR_RETURN(torch::Device device, parse_device(opts.device));
+  QEVAL_RETURN_IF_ERROR(module->to_device(device));
   const bool hflip = model.recipe.hflip;
   BatchLossFn loss_fn = [&](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
     torch::Tensor ii = torch::from_blob(const_cast<int64_t*>(idx.data()), {static_cast<int64_t>(idx.size())},
@@ -101,7 +103,7 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
     if (hflip) random_hflip(xb, rng, first);
     auto out = module->forward({GraphModule::to_channels_last(xb)});
     if (!out.is_ok()) throw std::runtime_error(out.status().message());
-    return torch::nn::functional::cross_entropy((*out)[0], y.index_select(0, ii));
+    return torch::nn::functional::cross_entropy((*out)[0], y.index_select(0, ii).to((*out)[0].device()));
   };
   QEVAL_ASSIGN_OR_RETURN(LoopResult lr, run_train_loop(*module, model, x.size(0), loss_fn, opts));
   QEVAL_ASSIGN_OR_RETURN(EvalResult ev, evaluate_classifier(model, *module, opts));

@@ -28,6 +28,9 @@ struct TrainOptions {
   // Data-parallel training (run_train_loop): each global batch is split over
   // the ranks; null or world size 1 = one process.
   std::shared_ptr<const Distributed> dist;
+  // LibTorch device of training ("cpu", "cuda", "cuda:N"; docs/cuda.md). The
+  // simulator and the metrics always run on the CPU.
+  std::string device = "cpu";
 };
 
 struct EvalResult {
@@ -56,6 +59,9 @@ Result<TrainResult> train_zoo_model(const ZooModel& model, const TrainOptions& o
 // WORLD_SIZE is unset or 1. Blocks until every rank has joined.
 Result<std::shared_ptr<const Distributed>> distributed_from_env();
 bool is_lead_rank(const Distributed* dist);  // rank 0, or not data-parallel (null)
+// Whether LibTorch can use `device` ("cpu", "cuda", "cuda:N"; docs/cuda.md): checked
+// before any training, so a bad device fails at once rather than after the baseline.
+Status check_device(const std::string& device);
 
 // Scores a float graph of `model` on its test data (Fashion-MNIST test set, or
 // 500 held-out synthetic scenes for det_tiny) with the LibTorch interpreter.

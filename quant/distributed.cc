@@ -2,6 +2,11 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef QEVAL_WITH_NCCL
+// CUDA LibTorch with NCCL (cmake -DQEVAL_CUDA=ON finds it; docs/cuda.md).
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -28,6 +33,10 @@ Result<DistOptions> dist_options_from_env() {
   QEVAL_ASSIGN_OR_RETURN(o.rank, env_int("RANK", 0, 0, o.world_size - 1));
   QEVAL_ASSIGN_OR_RETURN(o.master_port, env_int("MASTER_PORT", 29500, 1, 65535));
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) o.master_addr = a;
+  if (const char* b = std::getenv("QEVAL_DIST_BACKEND"); b && *b) o.backend = b;
+  if (o.backend != "gloo" && o.backend != "nccl") {
+    return invalid_argument("environment QEVAL_DIST_BACKEND={}: expected gloo or nccl", o.backend);
+  }
   if (o.world_size > 1 && !std::getenv("RANK")) {
     return invalid_argument("environment WORLD_SIZE={} but RANK is unset (start each rank with RANK=0..{})",
                             o.world_size, o.world_size - 1);
@@ -37,7 +46,10 @@ Result<DistOptions> dist_options_from_env() {
 
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;  // CPU tensors, and CUDA ones without NCCL
+#ifdef QEVAL_WITH_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;  // CUDA tensors (gradients, SyncBN sums)
+#endif
 };
 
 Distributed::Distributed(DistOptions o) : opts_(std::move(o)), impl_(std::make_unique<Impl>()) {}
@@ -58,6 +70,17 @@ Result<std::shared_ptr<Distributed>> Distributed::create(const DistOptions& opts
     go->timeout = std::chrono::seconds(opts.timeout_s);
     go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(opts.master_addr));
     d->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(d->impl_->store, opts.rank, opts.world_size, go);
+    if (opts.backend == "nccl") {
+#ifdef QEVAL_WITH_NCCL
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = std::chrono::seconds(opts.timeout_s);
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl", d->impl_->store);
+      d->impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, opts.rank, opts.world_size, no);
+#else
+      return unsupported("QEVAL_DIST_BACKEND=nccl: this build has no NCCL (configure with -DQEVAL_CUDA=ON against a "
+                         "CUDA LibTorch; docs/cuda.md)");
+#endif
+    }
   } catch (const std::exception& e) {
     return io_error("rank {}/{}: c10d rendezvous at {}:{} failed: {}", opts.rank, opts.world_size,
                     opts.master_addr, opts.master_port, e.what());
@@ -68,6 +91,12 @@ Result<std::shared_ptr<Distributed>> Distributed::create(const DistOptions& opts
 void Distributed::all_reduce_sum(torch::Tensor& t) const {
   if (!active()) return;
   std::vector<at::Tensor> ts{t};
+#ifdef QEVAL_WITH_NCCL
+  if (impl_->nccl && t.is_cuda()) {
+    impl_->nccl->allreduce(ts)->wait();
+    return;
+  }
+#endif
   impl_->pg->allreduce(ts)->wait();
 }
 

@@ -29,6 +29,9 @@ struct DistOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   int timeout_s = 300;  // rendezvous and collectives
+  // Collectives of CUDA tensors: gloo (any build) or nccl (a CUDA build with
+  // NCCL; environment QEVAL_DIST_BACKEND). CPU tensors always go through Gloo.
+  std::string backend = "gloo";
 };
 
 // RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun's names); world size 1
@@ -46,7 +49,8 @@ class Distributed {
   int world_size() const { return opts_.world_size; }
   bool active() const { return opts_.world_size > 1; }
 
-  // In place, summed over ranks (float32/float64/int64 CPU tensors).
+  // In place, summed over ranks (float32/float64/int64; CUDA tensors through
+  // NCCL when the backend is nccl, else Gloo).
   void all_reduce_sum(torch::Tensor& t) const;
   // Sum over ranks that autograd differentiates (backward: the sum of the gradients).
   torch::Tensor all_reduce_sum_autograd(const torch::Tensor& t) const;

@@ -41,6 +41,8 @@ Parts quantize_parts(const torch::Tensor& x, const torch::Tensor& s, const torch
 // same order, so the results are bit-identical to it (tests:
 // quant/fake_quant_test.cc); it only avoids a dozen temporaries per call.
 bool fusable(const torch::Tensor& x, const torch::Tensor& s, const torch::Tensor& z, int axis) {
+  // The fused kernel is host code: CUDA tensors take the composite expression (same formula).
+  if (!x.is_cpu() || !s.is_cpu() || !z.is_cpu()) return false;
   if (x.scalar_type() != torch::kFloat || s.scalar_type() != torch::kFloat || z.scalar_type() != torch::kFloat ||
       !x.is_non_overlapping_and_dense() || !s.is_contiguous() || !z.is_contiguous()) {
     return false;

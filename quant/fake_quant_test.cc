@@ -2,6 +2,7 @@
 // element, for every rounding mode; STE and LSQ gradients against the formulas
 // of quant/fake_quant.h computed by hand in double precision.
 #include "quant/fake_quant.h"
+#include "quant/interpreter.h"
 
 #include <gtest/gtest.h>
 
@@ -135,4 +136,55 @@ TEST(FakeQuant, LsqPerChannelGradientHasOneEntryPerChannel) {
 }
 
 }  // namespace
+// Device placement (docs/cuda.md): names parse; a CUDA device on a LibTorch
+// without CUDA is a clear error; moving to the CPU keeps results and training.
+TEST(Device, ParseAndPlacement) {
+  auto cpu = parse_device("cpu");
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().message();
+  EXPECT_TRUE(cpu->is_cpu());
+  for (const char* bad : {"tpu", "cuda:x", "", "cpu:0:1"}) {
+    EXPECT_FALSE(parse_device(bad).is_ok()) << bad;
+  }
+  auto cuda = parse_device("cuda");
+  if (!torch::cuda::is_available()) {
+    ASSERT_FALSE(cuda.is_ok());
+    EXPECT_NE(cuda.status().message().find("docs/cuda.md"), std::string::npos) << cuda.status().message();
+  } else {
+    EXPECT_TRUE(cuda.is_ok());
+  }
+  // A tiny graph y = x W^T + b on the module's device, trained one step; to_device(cpu)
+  // changes nothing, and the parameters stay the tensors the optimizer sees.
+  Graph g;
+  g.name = "lin";
+  g.inputs = {"x"};
+  g.outputs = {"y"};
+  g.value("x").shape = {2, 3};
+  Tensor w(DType::kFloat32, {2, 3}), b(DType::kFloat32, {2});
+  for (int i = 0; i < 6; ++i) w.data<float>()[i] = 0.1f * static_cast<float>(i + 1);
+  for (int i = 0; i < 2; ++i) b.data<float>()[i] = 0.5f;
+  g.constants["w"] = w;
+  g.constants["b"] = b;
+  Node n;
+  n.op = OpKind::kLinear;
+  n.name = "fc";
+  n.inputs = {"x", "w", "b"};
+  n.outputs = {"y"};
+  g.nodes = {n};
+  auto m = GraphModule::create(g);
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  ASSERT_TRUE((*m)->to_device(*cpu).is_ok());
+  EXPECT_TRUE((*m)->device().is_cpu());
+  const torch::Tensor x = torch::ones({2, 3});
+  (*m)->train(true);
+  auto y = (*m)->forward({x});
+  ASSERT_TRUE(y.is_ok());
+  (*y)[0].sum().backward();
+  for (const auto& p : (*m)->parameters()) EXPECT_TRUE(p.grad().defined());
+  (*m)->train(false);
+  auto y2 = (*m)->forward({x});
+  ASSERT_TRUE(y2.is_ok());
+  EXPECT_TRUE((*y2)[0].device().is_cpu());
+  EXPECT_NEAR((*y2)[0][0][0].item<float>(), 0.1f + 0.2f + 0.3f + 0.5f, 1e-6);
+}
+
 }  // namespace qeval

@@ -1,6 +1,7 @@
 #include "quant/interpreter.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 namespace qeval {
@@ -34,6 +35,28 @@ Result<Tensor> from_torch(const torch::Tensor& in) {
   Tensor out(d, Shape(t.sizes().begin(), t.sizes().end()));
   std::memcpy(out.raw(), t.data_ptr(), out.nbytes());
   return out;
+}
+
+Result<torch::Device> parse_device(const std::string& name) {
+  std::optional<torch::Device> d;
+  try {
+    d.emplace(name);
+  } catch (const std::exception&) {
+    return invalid_argument("device '{}': expected cpu, cuda or cuda:N", name);
+  }
+  if (d->is_cuda()) {
+    if (!torch::cuda::is_available()) {
+      return unsupported("device '{}': this LibTorch has no CUDA or no GPU is visible (Debian's libtorch-dev is "
+                         "CPU-only; build with -DQEVAL_CUDA=ON against a CUDA LibTorch, docs/cuda.md)", name);
+    }
+    const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+    if (d->has_index() && d->index() >= n) {
+      return invalid_argument("device '{}': only {} CUDA device(s) are visible", name, n);
+    }
+  } else if (!d->is_cpu()) {
+    return invalid_argument("device '{}': expected cpu, cuda or cuda:N", name);
+  }
+  return *d;
 }
 
 Result<std::unique_ptr<GraphModule>> GraphModule::create(const Graph& g, bool channels_last) {
@@ -225,17 +248,47 @@ Status GraphModule::run(const std::vector<torch::Tensor>& inputs, std::map<std::
   return Status::ok();
 }
 
+Status GraphModule::to_device(const torch::Device& d) {
+  if (d == device_) return Status::ok();
+  torch::NoGradGuard ng;
+  try {
+    for (auto& [name, t] : tensors_) {
+      const bool grad = t.requires_grad();
+      torch::Tensor moved = t.to(d).detach();
+      if (grad) moved.set_requires_grad(true);
+      t = moved;
+    }
+    for (auto& [name, p] : params_) p = tensors_.at(name);
+  } catch (const std::exception& e) {
+    return unsupported("cannot move {} to {}: {}", graph_.name, d.str(), first_line(e.what()));
+  }
+  device_ = d;
+  return Status::ok();
+}
+
+namespace {
+std::vector<torch::Tensor> on_device(const std::vector<torch::Tensor>& in, const torch::Device& d) {
+  std::vector<torch::Tensor> out;
+  for (const auto& x : in) out.push_back(x.defined() && x.device() != d ? x.to(d) : x);
+  return out;
+}
+}  // namespace
+
 Result<std::vector<torch::Tensor>> GraphModule::forward(const std::vector<torch::Tensor>& inputs) {
   std::map<std::string, torch::Tensor> env;
-  QEVAL_RETURN_IF_ERROR(run(inputs, env));
+  QEVAL_RETURN_IF_ERROR(run(device_.is_cpu() ? inputs : on_device(inputs, device_), env));
   std::vector<torch::Tensor> out;
-  for (const std::string& o : graph_.outputs) out.push_back(env.at(o));
+  const bool back = !training_ && !device_.is_cpu();
+  for (const std::string& o : graph_.outputs) out.push_back(back ? env.at(o).cpu() : env.at(o));
   return out;
 }
 
 Result<std::map<std::string, torch::Tensor>> GraphModule::forward_all(const std::vector<torch::Tensor>& inputs) {
   std::map<std::string, torch::Tensor> env;
-  QEVAL_RETURN_IF_ERROR(run(inputs, env));
+  QEVAL_RETURN_IF_ERROR(run(device_.is_cpu() ? inputs : on_device(inputs, device_), env));
+  if (!training_ && !device_.is_cpu()) {
+    for (auto& [name, t] : env) t = t.cpu();
+  }
   return env;
 }
 

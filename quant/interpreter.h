@@ -19,7 +19,12 @@
 namespace qeval {
 
 torch::Tensor to_torch(const Tensor& t);
-Result<Tensor> from_torch(const torch::Tensor& t);
+Result<Tensor> from_torch(const torch::Tensor& t);  // copies to the CPU first
+
+// "cpu", "cuda", "cuda:1" as a torch::Device. A CUDA device on a LibTorch without
+// CUDA (Debian's libtorch-dev) or without a visible GPU is an error that says how
+// to get one (docs/cuda.md).
+Result<torch::Device> parse_device(const std::string& name);
 
 class GraphModule {
  public:
@@ -53,6 +58,14 @@ class GraphModule {
   // statistics of every rank's batch (quant/distributed.h).
   void set_distributed(std::shared_ptr<const Distributed> d) { dist_ = std::move(d); }
   const Distributed* distributed() const { return dist_.get(); }
+  // Device placement (docs/cuda.md): moves every constant and trainable tensor
+  // to `d`; call it right after create(), before calibration or training.
+  // forward()/forward_all() move their inputs to the device; outside training
+  // mode their results come back on the CPU (metrics, the simulator and the
+  // deploy path are CPU code). In training mode the outputs stay on the device
+  // (the loss is computed there: move the targets with .to(out.device())).
+  Status to_device(const torch::Device& d);
+  const torch::Device& device() const { return device_; }
 
  protected:
   explicit GraphModule(Graph g) : graph_(std::move(g)) {}
@@ -68,6 +81,7 @@ class GraphModule {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   bool training_ = false;
   std::shared_ptr<const Distributed> dist_;
+  torch::Device device_ = torch::kCPU;
 };
 
 }  // namespace qeval

@@ -92,8 +92,9 @@ Status QatModule::enable_quantization() {
       QEVAL_ASSIGN_OR_RETURN(r, a.observer->range(a.spec));
     }
     QEVAL_ASSIGN_OR_RETURN(auto qp, choose_qparams(r, a.spec));
-    a.scale = torch::full({1}, qp.first, torch::kFloat32);
-    a.zero_point = torch::full({1}, static_cast<float>(qp.second), torch::kFloat32);
+    const auto on = torch::TensorOptions().dtype(torch::kFloat32).device(device_);
+    a.scale = torch::full({1}, qp.first, on);
+    a.zero_point = torch::full({1}, static_cast<float>(qp.second), on);
     if (opts_.act_fake_quant == "lsq" && !a.spec.power_of_two) {
       a.scale.set_requires_grad(true);
       params_.emplace_back(act_key(v, "scale"), a.scale);
@@ -199,7 +200,7 @@ torch::Tensor QatModule::quantize_act(const std::string& v, const torch::Tensor&
   ActQuant& a = act_.at(v);
   if (observe_) {
     torch::NoGradGuard ng;
-    torch::Tensor c = x.detach().to(torch::kFloat32).contiguous();
+    torch::Tensor c = x.detach().to(torch::kFloat32).contiguous().cpu();  // observers read host memory
     Status s = a.observer->observe(std::span<const float>(c.data_ptr<float>(), c.numel()));
     if (!s.is_ok()) throw std::runtime_error(s.message());
   }
@@ -211,7 +212,7 @@ torch::Tensor QatModule::quantize_act(const std::string& v, const torch::Tensor&
   torch::Tensor r = fake_quant_ste(x, s, a.zero_point, a.fq);
   if (capture_) {
     // r = (q − z)·s in float32, so r / s is within an ulp of q − z.
-    (*capture_)[v] = (torch::round(r.detach() / s) + a.zero_point).to(torch::kInt32);
+    (*capture_)[v] = (torch::round(r.detach() / s) + a.zero_point).to(torch::kInt32).cpu();
   }
   return r;
 }
@@ -271,7 +272,7 @@ Result<DeployParams> QatModule::deploy_params() const {
     }
     if (!wq_.count(n.name)) continue;
     const WeightQuant& q = wq_.at(n.name);
-    torch::Tensor s = weight_scale(n.name, w).contiguous();
+    torch::Tensor s = weight_scale(n.name, w).contiguous().cpu();
     QuantParams wp;
     QEVAL_ASSIGN_OR_RETURN(wp.dtype, q.spec.dtype());
     wp.scale.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
@@ -317,7 +318,7 @@ Status QatModule::load_weights(const Graph& g) {
     if (!t) return data_loss("checkpoint lacks '{}'", key);
     torch::Tensor src = to_torch(*t);
     if (!dst.defined()) {
-      dst = src;
+      dst = src.to(device_);
     } else {
       if (src.sizes() != dst.sizes()) return data_loss("'{}' has the wrong shape", key);
       dst.copy_(src);

@@ -49,6 +49,13 @@ expect_error_fixed "unknown layer" "quant.float_layers: 'fc9' is not a layer of 
 printf 'qat:\n  epochz: 2\n' >"$WORK/bad_key.yaml"
 expect_error_fixed "unknown qat key" "bad_key.yaml:2: unknown key 'qat.epochz'" \
   "$QEVAL" "${Q[@]}" --cfg "$WORK/bad_key.yaml" --out "$WORK/e4"
+# --device (docs/cuda.md): checked before any training.
+expect_error_fixed "a malformed device" "device 'tpu': expected cpu, cuda or cuda:N" \
+  "$QEVAL" "${Q[@]}" --out "$WORK/e6" --device tpu
+if ! command -v nvidia-smi >/dev/null; then  # Debian's CPU LibTorch: a CUDA device says how to get one
+  expect_error_fixed "cuda on a CPU LibTorch" "build with -DQEVAL_CUDA=ON against a CUDA LibTorch, docs/cuda.md" \
+    "$QEVAL" "${Q[@]}" --out "$WORK/e7" --device cuda
+fi
 printf 'chip: bm1690\nquant:\n  int16_layers: [stem.0]\n  float_layers: [fc]\n' >"$WORK/ok16.yaml"
 expect_ok "int16 + hybrid float layer accepted by bm1690" "$QEVAL" "${Q[@]}" --cfg "$WORK/ok16.yaml" --ptq --out "$WORK/i16"
 check "report marks the float layer" grep -q "hybrid: runs in float on the chip: fc" "$WORK/out"
