@@ -649,6 +649,81 @@ TEST(OptimizedKernels, EpilogueEqualsOutStageOnExtremeSums) {
   EXPECT_GT(vector_channels, channels / 2);
 }
 
+// The float scheme (onnx-qdq) on its own edges: power-of-two and other scales
+// that make exact ties (x.5), products beyond int32 (vcvtps2dq overflows),
+// output ranges narrowed as a fused Relu/Relu6 narrows them, and runs long
+// enough for the 32-output (8-bit) and 16-output (int16) vector loops and
+// their tails.
+TEST(OptimizedKernels, FloatEpilogueEqualsOutStageOnTiesAndOverflow) {
+  std::mt19937 rng(23);
+  const std::vector<Isa> isas = vector_isas();
+  int64_t elements = 0;
+  const float scales[] = {0.5f, 0.25f, 0.125f, 1.0f / 256, 0.375f, 1.5f, 16.0f, 3.0e-5f,
+                          0.0123f, 1.0e9f, 7.0e-10f};
+  for (DType yd : {DType::kInt8, DType::kUInt8, DType::kInt16}) {
+    for (float scale : scales) {
+      for (int range = 0; range < 4; ++range) {
+        kern::opt::Epilogue e;
+        e.dtype = yd;
+        e.st.y.quantized = true;
+        e.st.y.dtype = yd;
+        const int64_t dmin = dtype_min(yd), dmax = dtype_max(yd);
+        const int32_t zp = static_cast<int32_t>(
+            range == 3 ? dmin : rand_int(rng, std::max<int64_t>(dmin, -300), std::min<int64_t>(dmax, 300)));
+        e.st.y.zp = {zp};
+        e.st.y.qmin = static_cast<int32_t>(dmin);
+        e.st.y.qmax = static_cast<int32_t>(dmax);
+        if (range == 1) e.st.y.qmin = std::max<int32_t>(zp, e.st.y.qmin);  // Relu
+        if (range == 2) {  // Relu6 at a scale of 6 / 100
+          e.st.y.qmin = std::max<int32_t>(zp, e.st.y.qmin);
+          e.st.y.qmax = static_cast<int32_t>(std::min<int64_t>(zp + 100, dmax));
+        }
+        e.st.rq.scheme = RequantScheme::kFloat;
+        e.st.rq.mode = RoundingMode::kHalfToEven;
+        e.st.rq.fscale = {scale};
+        e.st.rq.mult = {Multiplier{}};
+        const int64_t bound = int64_t{1} << 30;
+        e.sum_bound = {bound};
+        e.prepare();
+        Tensor b = Tensor::from_vector<int32_t>({1}, {static_cast<int32_t>(rand_int(rng, -9, 9))});
+        e.set_bias(range % 2 ? &b : nullptr);
+        ASSERT_TRUE(e.vec[0]);
+        std::vector<int32_t> sums;
+        for (int64_t a = -700; a <= 700; ++a) sums.push_back(static_cast<int32_t>(a));
+        for (int i = 0; i < 300; ++i) {
+          sums.push_back(static_cast<int32_t>(rand_int(rng, -bound + 10, bound - 10)));
+          // acc * scale = k + 1/2 where that is an integer accumulator.
+          const double t = (static_cast<double>(rand_int(rng, -40000, 40000)) + 0.5) / scale;
+          if (std::abs(t) < 1e9 && t == std::floor(t)) sums.push_back(static_cast<int32_t>(t));
+        }
+        for (int64_t a : {bound - 10, -bound + 10, int64_t{0}}) sums.push_back(static_cast<int32_t>(a));
+        while (sums.size() % kern::opt::kLanes) sums.push_back(0);
+        const size_t es = dtype_size(yd);
+        for (int64_t n : {static_cast<int64_t>(sums.size()), static_cast<int64_t>(sums.size()) - 5,
+                          int64_t{37}, int64_t{16}}) {
+          for (int64_t stride : {1, 3}) {
+            std::vector<char> want(n * es * stride), got(n * es * stride);
+            for (int64_t i = 0; i < n; ++i) {
+              Tensor one(yd, {1});
+              kern::store_i(one, 0, e.st.finish(int64_t{sums[i]} + e.bias[0], 0));
+              std::memcpy(want.data() + i * stride * es, one.raw(), es);
+            }
+            for (Isa isa : isas) {
+              std::fill(got.begin(), got.end(), 0);
+              kern::opt::kernels(isa).finish(e, 0, 1, sums.data(), 0, n, got.data(), 0, stride);
+              ASSERT_EQ(got, want) << dtype_name(yd) << " scale " << scale << " zp " << zp
+                                   << " range " << range << " n " << n << " stride " << stride;
+              elements += n;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::cout << "float epilogue: " << elements << " sums compared\n";
+  RecordProperty("elements", std::to_string(elements));
+}
+
 // ---- whole zoo models ----------------------------------------------------
 
 // A zoo graph quantized torch-free (quant/plan, min/max observers): BatchNorm

@@ -246,15 +246,28 @@ struct ReqRaw {
 };
 
 // requantize_float: f = float(acc) * scale, clamped to [qmin - zp, qmax - zp],
-// rounded half to even (nearbyint in the default FP mode), + zp.
+// rounded half to even, + zp. The clamp bounds are integers and rounding is
+// monotone, so clamping before or after the rounding is the same. vcvtps2dq
+// rounds as the reference's nearbyint does (the MXCSR mode, half to even by
+// default): no separate round instruction. f is never NaN (finite scale,
+// Epilogue::prepare).
 struct ReqFloat {
   __m256 s, lo, hi;
   __m256i zp;
+  // pack16 (8-bit and 16-bit outputs whose lo, hi and zp fit int16): the clamp
+  // to hi in float (above it vcvtps2dq would overflow to INT32_MIN), then
+  // vpackssdw, which sends that INT32_MIN (f below -2^31) to -32768, and the
+  // clamp to lo and + zp in int16 lanes, 16 at a time.
+  __m256i lo16, zp16;
   QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const {
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(a), s);
     f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
-    const __m256 r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm256_add_epi32(_mm256_cvtps_epi32(r), zp);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(f), zp);
+  }
+  QEVAL_AVX2_INLINE __m256i pack16(__m256i a0, __m256i a1) const {
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a0), s), hi));
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a1), s), hi));
+    return _mm256_add_epi16(_mm256_max_epi16(_mm256_packs_epi32(q0, q1), lo16), zp16);
   }
 };
 
@@ -320,13 +333,52 @@ struct ReqDouble {
   }
 };
 
+// 16 outputs of two vectors of sums as int16 lanes in vpackssdw order (per
+// 128-bit half: 4 of a0, then 4 of a1): the requantization's own pack16 where
+// it has one, else its int32 results (already in the output's range) packed.
+template <typename R>
+QEVAL_AVX2_INLINE __m256i pack16(const R& req, __m256i a0, __m256i a1) {
+  if constexpr (requires { req.pack16(a0, a1); }) {
+    return req.pack16(a0, a1);
+  } else {
+    return _mm256_packs_epi32(req(a0), req(a1));
+  }
+}
+
+QEVAL_AVX2_INLINE __m256i load_biased(const int32_t* acc, __m256i b) {
+  return _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)), b);
+}
+
+// fast16: the outputs are 8/16-bit with lo, hi and zp in int16 (pack16 applies).
 template <typename T, typename R>
 QEVAL_AVX2_INLINE void finish_run(const R& req, int32_t bias, const int32_t* acc, int64_t n, T* dst,
-                                  int64_t stride) {
+                                  int64_t stride, bool fast16) {
   const __m256i b = _mm256_set1_epi32(bias);
-  for (int64_t i = 0; i < n; i += kLanes, dst += kLanes * stride) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i));
-    store8(req(_mm256_add_epi32(a, b)), dst, n - i < kLanes ? n - i : kLanes, stride);
+  int64_t i = 0;
+  if constexpr (sizeof(T) <= 2) {
+    if (stride == 1 && fast16) {
+      if constexpr (sizeof(T) == 1) {
+        // 32 outputs: two vpackssdw, one vpack[u]swb, then the dwords back in order.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+          const __m256i p0 = pack16(req, load_biased(acc + i, b), load_biased(acc + i + kLanes, b));
+          const __m256i p1 = pack16(req, load_biased(acc + i + 2 * kLanes, b), load_biased(acc + i + 3 * kLanes, b));
+          const __m256i q = std::is_same_v<T, int8_t> ? _mm256_packs_epi16(p0, p1)
+                                                      : _mm256_packus_epi16(p0, p1);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                              _mm256_permutevar8x32_epi32(q, order));
+        }
+      } else {
+        for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+          const __m256i p = pack16(req, load_biased(acc + i, b), load_biased(acc + i + kLanes, b));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                              _mm256_permute4x64_epi64(p, 0xD8));
+        }
+      }
+    }
+  }
+  for (dst += i * stride; i < n; i += kLanes, dst += kLanes * stride) {
+    store8(req(load_biased(acc + i, b)), dst, n - i < kLanes ? n - i : kLanes, stride);
   }
 }
 
@@ -340,6 +392,8 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
   const int32_t zp = e.st.y.z(), lo = e.st.y.qmin - zp, hi = e.st.y.qmax - zp;
   const __m256i vzp = _mm256_set1_epi32(zp), vlo = _mm256_set1_epi32(lo),
                 vhi = _mm256_set1_epi32(hi);
+  auto in16 = [](int64_t v) { return v >= INT16_MIN && v <= INT16_MAX; };
+  const bool fast16 = sizeof(T) <= 2 && in16(lo) && in16(hi) && in16(zp);
   for (int64_t r = 0; r < rows; ++r, acc += acc_stride, dst += chan_stride) {
     const int64_t c = c0 + r;
     if (!e.vec[c]) {
@@ -349,11 +403,13 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
     const ChannelRequant& cr = e.ch[c];
     const int32_t bias = static_cast<int32_t>(e.bias[c]);
     if constexpr (F == Form::kRaw) {
-      finish_run(ReqRaw{}, bias, acc, n, dst, stride);
+      finish_run(ReqRaw{}, bias, acc, n, dst, stride, fast16);
     } else if constexpr (F == Form::kFloat) {
       const ReqFloat req{_mm256_set1_ps(cr.fscale), _mm256_set1_ps(static_cast<float>(lo)),
-                         _mm256_set1_ps(static_cast<float>(hi)), vzp};
-      finish_run(req, bias, acc, n, dst, stride);
+                         _mm256_set1_ps(static_cast<float>(hi)), vzp,
+                         _mm256_set1_epi16(static_cast<int16_t>(fast16 ? lo : 0)),
+                         _mm256_set1_epi16(static_cast<int16_t>(fast16 ? zp : 0))};
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     } else if constexpr (F == Form::kDouble) {
       const ReqDouble req{_mm256_set1_epi64x(cr.m),
                           _mm256_set1_epi64x(int64_t{1} << 30),
@@ -363,7 +419,7 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
                           vhi,
                           vzp,
                           _mm_cvtsi32_si128(cr.shift - 31)};
-      finish_run(req, bias, acc, n, dst, stride);
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     } else {
       constexpr RoundingMode M = F == Form::kHalfUp     ? RoundingMode::kHalfUp
                                  : F == Form::kHalfAway ? RoundingMode::kHalfAwayFromZero
@@ -377,7 +433,7 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
                              vhi,
                              vzp,
                              _mm_cvtsi32_si128(cr.shift)};
-      finish_run(req, bias, acc, n, dst, stride);
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     }
   }
 }
