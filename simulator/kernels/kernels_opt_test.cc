@@ -360,6 +360,37 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   EXPECT_GT(runs, tally.cases);
 }
 
+// Depthwise convolutions: the paired-tap kernel (column stride 1 or 2,
+// undilated columns; any row stride and dilation, odd and even kernel widths,
+// asymmetric pads, output widths around its 8- and 16-lane rows) and, with
+// column stride 3 or dilation, the per-tap kernel.
+TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
+  std::mt19937 rng(41);
+  Tally tally;
+  const int64_t before = kern::opt::depthwise_pairs_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 30; ++i) {
+      ConvSpec s;
+      s.N = rand_int(rng, 1, 3);
+      s.C = s.M = s.group = rand_int(rng, 1, 12);
+      s.KH = rand_int(rng, 1, 5);
+      s.KW = rand_int(rng, 0, 2) ? 3 : rand_int(rng, 1, 5);
+      s.strides = {rand_int(rng, 1, 3), i % 7 == 6 ? 3 : rand_int(rng, 1, 2)};
+      s.dil = {rand_int(rng, 0, 2) ? 1 : 2, i % 9 == 8 ? 2 : 1};
+      s.pads = {rand_int(rng, 0, 2), rand_int(rng, 0, 3), rand_int(rng, 0, 2), rand_int(rng, 0, 3)};
+      const int64_t eh = (s.KH - 1) * s.dil[0] + 1, ew = (s.KW - 1) * s.dil[1] + 1;
+      s.H = std::max<int64_t>(eh - s.pads[0] - s.pads[2], 1) + rand_int(rng, 0, 12);
+      s.W = std::max<int64_t>(ew - s.pads[1] - s.pads[3], 1) + rand_int(rng, 0, 40);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (depthwise)");
+  const int64_t runs = kern::opt::depthwise_pairs_runs() - before;
+  std::cout << "depthwise paired-tap kernel runs: " << runs << "\n";
+  EXPECT_GT(runs, tally.cases);
+}
+
 // A Conv2d followed by Relu or Relu6 in the conv's quantization: the executor
 // fuses the clamp into the conv's requantization (program.cc) in runs that do
 // not keep intermediates; the Relu's output must equal the reference's.

@@ -257,6 +257,11 @@ struct ConvParams {
   int64_t M = 0, Cg = 0, KH = 0, KW = 0, G = 1, Mg = 0;
   int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
   bool depthwise = false;      // one input channel per group: per-tap kernel
+  // Depthwise with horizontal taps in pairs (dw_pairs: undilated columns,
+  // column stride 1 or 2): per channel KH x dwP words, pack_dw_pairs.
+  bool dw_pairs = false;
+  int64_t dwP = 0;
+  std::vector<int32_t> dw_pack;
   std::vector<int32_t> wpack;  // pack_gemm, or pack_depthwise
   Epilogue base;               // bias is filled per run
   // Winograd F(2x2, 3x3) (3x3, stride 1, no dilation, one group), where the
@@ -411,6 +416,69 @@ Status run_conv_depthwise(const ConvParams& cp, const ConvGeom& g, const Tensor&
               for (int64_t oh = 0; oh < g.OH; ++oh) {
                 k.finish(e, m, 1, acc + oh * g.Wg, 0, g.OW, y + oh * g.OW * ysize, 0, 1);
               }
+            }
+          }
+        }
+      });
+  return Status::ok();
+}
+
+// Depthwise weights for dw_pairs: per channel m, row kh, pair q the word
+// (w[m][kh][2q], w[m][kh][2q + 1], 0 past the last column).
+std::vector<int32_t> pack_dw_pairs(const CenteredWeights& w, int64_t KH, int64_t KW) {
+  const int64_t P = (KW + 1) / 2;
+  std::vector<int32_t> out(w.rows * KH * P);
+  for (int64_t m = 0; m < w.rows; ++m)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t q = 0; q < P; ++q) {
+        const int32_t* r = w.v.data() + m * w.K + kh * KW;
+        out[(m * KH + kh) * P + q] = pair(r[2 * q], 2 * q + 1 < KW ? r[2 * q + 1] : 0);
+      }
+  return out;
+}
+
+// Depthwise, one task per image and channel: the channel's centred int16 plane
+// (padding 0; rows ps elements wide, wide enough for every load of dw_pairs),
+// dw_pairs over all its output rows, then the epilogue.
+std::atomic<int64_t> g_dw_pairs_runs{0};
+
+Status run_conv_dw_pairs(const ConvParams& cp, const Tensor& X, Tensor& Y, const Epilogue& e) {
+  g_dw_pairs_runs.fetch_add(1, std::memory_order_relaxed);
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t N = X.dim(0), C = X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2),
+                OW = Y.dim(3);
+  if (OH <= 0 || OW <= 0 || N == 0) return Status::ok();
+  const int64_t ow = round_up(OW, cp.sw == 1 ? 2 * kLanes : kLanes);
+  const int64_t rows = (OH - 1) * cp.sh + (cp.KH - 1) * cp.dh + 1;
+  // dw_pairs reads up to element sw * (ow - 1) + 2P + 15 of a row (16-lane loads).
+  const int64_t ps = round_up(std::max(cp.sw * ow + 2 * cp.dwP + 16, cp.pl + W), 16);
+  const int64_t plane_words = (rows * ps + 1) / 2;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const DType xd = X.dtype();
+  const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const int64_t wcount = cp.KH * cp.dwP;
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, N * C), [&](const tbb::blocked_range<int64_t>& r) {
+        int32_t* buf = grow(scratch(), plane_words + OH * ow);
+        int16_t* pl = reinterpret_cast<int16_t*>(buf);
+        int32_t* acc = buf + plane_words;
+        // The padding is never written below: zeroed once for all channels of the range.
+        std::fill(buf, buf + plane_words, 0);
+        const int64_t i_lo = std::min(rows, cp.pt), i_hi = std::max(i_lo, std::min(rows, cp.pt + H));
+        for (int64_t nc = r.begin(); nc < r.end(); ++nc) {
+          const int64_t m = nc % C;
+          const char* src = xb + (nc * H + i_lo - cp.pt) * W * xsize;
+          k.center_rows(src, xd, cp.zx, W, pl + i_lo * ps + cp.pl, ps, i_hi - i_lo, W);
+          k.dw_pairs(pl, ps, cp.sh, cp.dh, cp.sw, cp.KH, cp.dwP, cp.dw_pack.data() + m * wcount, OH,
+                     ow, acc);
+          char* y = yb + nc * OH * OW * ysize;
+          if (ow == OW) {
+            k.finish(e, m, 1, acc, 0, OH * OW, y, 0, 1);
+          } else {
+            for (int64_t oh = 0; oh < OH; ++oh) {
+              k.finish(e, m, 1, acc + oh * ow, 0, OW, y + oh * OW * ysize, 0, 1);
             }
           }
         }
@@ -699,6 +767,11 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
   cp->depthwise = Cg == 1 && cp->Mg == 1;
   cp->wpack = cp->depthwise ? pack_depthwise(*w) : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  if (cp->depthwise && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
+    cp->dw_pairs = true;
+    cp->dwP = (KW + 1) / 2;
+    cp->dw_pack = pack_dw_pairs(*w, KH, KW);
+  }
   cp->base.st = st;
   cp->base.dtype = out_dtype(a);
   cp->base.sum_bound = std::move(*bounds);
@@ -723,6 +796,7 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         Epilogue e = cp->base;
         e.set_bias(B);
         const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape());
+        if (cp->dw_pairs) return run_conv_dw_pairs(*cp, X, Y, e);
         if (cp->depthwise) return run_conv_depthwise(*cp, g, X, Y, e);
         if (cp->winograd && g.OH > 0 && g.OW > 0 && wino_worth(g.OW)) {
           return run_conv_winograd(*cp, g, X, Y, e);
@@ -732,6 +806,7 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
 }
 
 int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed); }
+int64_t depthwise_pairs_runs() { return g_dw_pairs_runs.load(std::memory_order_relaxed); }
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,
                                              const EvalFn& reference) {

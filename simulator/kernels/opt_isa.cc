@@ -126,6 +126,15 @@ void center_scalar(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t 
   });
 }
 
+void center_rows_scalar(const void* x, DType dtype, int32_t z, int64_t src_stride, int16_t* dst,
+                        int64_t dst_stride, int64_t rows, int64_t n) {
+  const int64_t es = static_cast<int64_t>(dtype_size(dtype));
+  for (int64_t r = 0; r < rows; ++r) {
+    center_scalar(static_cast<const char*>(x) + r * src_stride * es, dtype, z, dst + r * dst_stride,
+                  n);
+  }
+}
+
 void add8_scalar(const AddRequant& add, int64_t, int32_t, const void* a, DType at, const void* b,
                  DType bt, void* y, DType yt, int64_t n) {
   dispatch_small(at, [&](auto ta) {
@@ -207,6 +216,24 @@ void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t 
         const int32_t wv = w[xi * w_xs + p * kRows + r];
         const int32_t* x = v + xi * v_xs + p * ld;
         for (int64_t t = 0; t < ntiles; ++t) acc[t] += pair_product(x[t], wv);
+      }
+    }
+  }
+}
+
+void dw_pairs_scalar(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                     int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                     int32_t* acc) {
+  for (int64_t oh = 0; oh < OH; ++oh, acc += ow) {
+    std::fill(acc, acc + ow, 0);
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int16_t* row = p + (oh * sh + kh * dh) * ps;
+      for (int64_t q = 0; q < P; ++q) {
+        const int32_t wq = w[kh * P + q];
+        for (int64_t j = 0; j < ow; ++j) {
+          const int16_t* x = row + sw * j + 2 * q;
+          acc[j] += x[0] * lo16(wq) + x[1] * hi16(wq);
+        }
       }
     }
   }
@@ -545,6 +572,79 @@ QEVAL_AVX2 void dw_row_avx2(const int32_t* x, const int32_t* offs, const int32_t
   }
 }
 
+// dw_pairs: 8 int16 pairs at p are 16 consecutive elements, one 256-bit load.
+// Stride 2: output j's tap pair q is the pair at 2j + 2q, so one load and one
+// vpmaddwd give 8 consecutive outputs. Stride 1: the pairs at j + 2q feed the
+// even outputs j0, j0 + 2, ... and those at j + 1 + 2q the odd ones; the two
+// vectors are interleaved into 16 consecutive outputs.
+template <bool fixed>
+QEVAL_AVX2_INLINE __m256i dw_weight(const __m256i* wv, const int32_t* w, int64_t t) {
+  if constexpr (fixed) {
+    return wv[t];
+  } else {
+    return _mm256_set1_epi32(w[t]);
+  }
+}
+
+template <int KHc, int Pc>
+QEVAL_AVX2_INLINE void dw_pairs_t(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                                  int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                                  int32_t* acc) {
+  constexpr bool fixed = KHc > 0;
+  if constexpr (fixed) KH = KHc, P = Pc;
+  __m256i wv[fixed ? KHc * Pc : 1];
+  if constexpr (fixed) {
+    for (int t = 0; t < KHc * Pc; ++t) wv[t] = _mm256_set1_epi32(w[t]);
+  }
+  for (int64_t oh = 0; oh < OH; ++oh, acc += ow) {
+    const int16_t* r0 = p + oh * sh * ps;
+    if (sw == 2) {
+      for (int64_t j = 0; j < ow; j += kLanes) {
+        __m256i c = _mm256_setzero_si256();
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int16_t* x = r0 + kh * dh * ps + 2 * j;
+          for (int64_t q = 0; q < P; ++q) {
+            c = _mm256_add_epi32(
+                c, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q)),
+                                     dw_weight<fixed>(wv, w, kh * P + q)));
+          }
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j), c);
+      }
+    } else {
+      for (int64_t j = 0; j < ow; j += 2 * kLanes) {
+        __m256i e = _mm256_setzero_si256(), o = e;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int16_t* x = r0 + kh * dh * ps + j;
+          for (int64_t q = 0; q < P; ++q) {
+            const __m256i b = dw_weight<fixed>(wv, w, kh * P + q);
+            e = _mm256_add_epi32(
+                e, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q)), b));
+            o = _mm256_add_epi32(
+                o, _mm256_madd_epi16(
+                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q + 1)), b));
+          }
+        }
+        const __m256i lo = _mm256_unpacklo_epi32(e, o), hi = _mm256_unpackhi_epi32(e, o);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
+                            _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j + kLanes),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+      }
+    }
+  }
+}
+
+QEVAL_AVX2 void dw_pairs_avx2(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                              int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                              int32_t* acc) {
+  if (KH == 3 && P == 2) {
+    dw_pairs_t<3, 2>(p, ps, sh, dh, sw, KH, P, w, OH, ow, acc);
+  } else {
+    dw_pairs_t<0, 0>(p, ps, sh, dh, sw, KH, P, w, OH, ow, acc);
+  }
+}
+
 // W (16 or 8) elements p[0], p[step], ... as int16 lanes: step 1, or 2 for
 // 8-bit T (reading p[0 .. 2W - 1]).
 template <typename T>
@@ -703,6 +803,47 @@ QEVAL_AVX2 void center_avx2(const void* x, DType dtype, int32_t z, int16_t* dst,
   }
   center_scalar(static_cast<const char*>(x) + i * static_cast<int64_t>(dtype_size(dtype)), dtype, z,
                 dst + i, n - i);
+}
+
+// Rows of at least 8 elements in vectors of 16 (or 8), the last one shifted
+// back to end with the row (rewriting some elements with the same values);
+// shorter rows scalar.
+template <typename T>
+QEVAL_AVX2_INLINE void center_rows_t(const T* x, int32_t z, int64_t src_stride, int16_t* dst,
+                                     int64_t dst_stride, int64_t rows, int64_t n) {
+  const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  for (int64_t r = 0; r < rows; ++r, x += src_stride, dst += dst_stride) {
+    if (n >= 16) {
+      for (int64_t i = 0;; i += 16) {
+        const int64_t at = std::min(i, n - 16);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + at),
+                            _mm256_sub_epi16(load16(x + at, 1), zv));
+        if (at == n - 16) break;
+      }
+    } else if (n >= 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                       _mm_sub_epi16(load8(x, 1), _mm256_castsi256_si128(zv)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 8),
+                       _mm_sub_epi16(load8(x + n - 8, 1), _mm256_castsi256_si128(zv)));
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int16_t>(x[i] - z);
+    }
+  }
+}
+
+QEVAL_AVX2 void center_rows_avx2(const void* x, DType dtype, int32_t z, int64_t src_stride,
+                                 int16_t* dst, int64_t dst_stride, int64_t rows, int64_t n) {
+  switch (dtype) {
+    case DType::kInt8:
+      center_rows_t(static_cast<const int8_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+    case DType::kUInt8:
+      center_rows_t(static_cast<const uint8_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+    default:
+      center_rows_t(static_cast<const int16_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+  }
 }
 
 QEVAL_AVX2 void clamp_avx2(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n) {
@@ -1069,16 +1210,16 @@ Isa isa_of(KernelMode m) {
 
 const IsaKernels& kernels(Isa isa) {
   static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar,  finish_scalar,
-                                 pair_rows_scalar, center_scalar,  clamp_scalar,
+                                 pair_rows_scalar, center_scalar,  center_rows_scalar, clamp_scalar,
                                  add8_scalar,      wino_in_scalar, wino_out_scalar,
-                                 wino_gemm_scalar};
+                                 wino_gemm_scalar, dw_pairs_scalar};
 #ifdef QEVAL_X86
-  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_avx2};
-  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+                               wino_gemm_avx2, dw_pairs_avx2};
+  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_vnni};
+                               wino_gemm_vnni, dw_pairs_avx2};
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512Vnni) return vnni;
 #endif
