@@ -324,7 +324,7 @@ TEST(OptimizedKernels, Conv2dZooShapesEqualReference) {
 
 // 3x3 stride-1 convolutions of one group, the Winograd kernel's: odd and even
 // sizes, asymmetric padding, output widths whose tile rows fill whole vectors
-// or leave some lanes over.
+// or leave some lanes over, and 7/8-wide ones (two rows of 4 tiles per vector).
 ConvSpec winograd_conv(std::mt19937& rng) {
   ConvSpec s;
   s.N = rand_int(rng, 1, 2);
@@ -336,8 +336,9 @@ ConvSpec winograd_conv(std::mt19937& rng) {
   s.C = rand_int(rng, 8, 40);
   s.M = rand_int(rng, 1, 40);
   s.H = rand_int(rng, 3, 20);
-  const int64_t ow[] = {13, 14, 15, 16, 25, 29, 32, 33};
-  s.W = ow[rand_int(rng, 0, 7)] + 2 - s.pads[1] - s.pads[3];
+  // 7 and 8: rows of 4 tiles, two tile rows per vector.
+  const int64_t ow[] = {7, 8, 8, 13, 14, 15, 16, 25, 29, 32, 33};
+  s.W = ow[rand_int(rng, 0, 10)] + 2 - s.pads[1] - s.pads[3];
   return s;
 }
 
@@ -347,7 +348,7 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   const int64_t before = kern::opt::winograd_runs();
   for (const char* name : kProfiles) {
     const ChipProfile p = profile(name);
-    for (int i = 0; i < 12; ++i) {
+    for (int i = 0; i < 16; ++i) {
       const ConvSpec s = winograd_conv(rng);
       for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
     }
@@ -360,7 +361,8 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   EXPECT_GT(runs, tally.cases);
 }
 
-// Depthwise convolutions: the paired-tap kernel (column stride 1 or 2,
+// Convolutions with one input channel per group (depthwise, with channel
+// multipliers, and stems over one channel): the paired-tap kernel (column stride 1 or 2,
 // undilated columns; any row stride and dilation, odd and even kernel widths,
 // asymmetric pads, output widths around its 8- and 16-lane rows) and, with
 // column stride 3 or dilation, the per-tap kernel.
@@ -374,6 +376,8 @@ TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
       ConvSpec s;
       s.N = rand_int(rng, 1, 3);
       s.C = s.M = s.group = rand_int(rng, 1, 12);
+      if (i % 3 == 0) s.M = s.C * rand_int(rng, 2, 4);  // a channel multiplier
+      if (i % 10 == 1) s.C = s.group = 1, s.M = rand_int(rng, 4, 20);  // a stem
       s.KH = rand_int(rng, 1, 5);
       s.KW = rand_int(rng, 0, 2) ? 3 : rand_int(rng, 1, 5);
       s.strides = {rand_int(rng, 1, 3), i % 7 == 6 ? 3 : rand_int(rng, 1, 2)};

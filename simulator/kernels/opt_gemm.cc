@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -438,8 +439,12 @@ std::vector<int32_t> pack_dw_pairs(const CenteredWeights& w, int64_t KH, int64_t
 }
 
 // Depthwise, one task per image and channel: the channel's centred int16 plane
-// (padding 0; rows ps elements wide, wide enough for every load of dw_pairs),
-// dw_pairs over all its output rows, then the epilogue.
+// (padding 0), dw_pairs, then the epilogue; a task per input channel makes
+// all the outputs that channel feeds. One dw_pairs row per output row, or, for
+// small images with equal row and column strides, the output rows as one long
+// row of the plane's width ps: output t = oh * ps + j reads plane element
+// s * t + kh * dh * ps + kw, so that few lanes are wasted; the ps - OW outputs
+// past each row's end are computed and dropped.
 std::atomic<int64_t> g_dw_pairs_runs{0};
 
 Status run_conv_dw_pairs(const ConvParams& cp, const Tensor& X, Tensor& Y, const Epilogue& e) {
@@ -448,38 +453,59 @@ Status run_conv_dw_pairs(const ConvParams& cp, const Tensor& X, Tensor& Y, const
   const int64_t N = X.dim(0), C = X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2),
                 OW = Y.dim(3);
   if (OH <= 0 || OW <= 0 || N == 0) return Status::ok();
-  const int64_t ow = round_up(OW, cp.sw == 1 ? 2 * kLanes : kLanes);
-  const int64_t rows = (OH - 1) * cp.sh + (cp.KH - 1) * cp.dh + 1;
-  // dw_pairs reads up to element sw * (ow - 1) + 2P + 15 of a row (16-lane loads).
-  const int64_t ps = round_up(std::max(cp.sw * ow + 2 * cp.dwP + 16, cp.pl + W), 16);
-  const int64_t plane_words = (rows * ps + 1) / 2;
+  const int64_t lanes = cp.sw == 1 ? 2 * kLanes : kLanes;
+  const int64_t rows = (OH - 1) * cp.sh + (cp.KH - 1) * cp.dh + 1;  // plane rows used
+  // A row holds the padded image row and, flat, the taps of its outputs. Flat
+  // where it computes fewer outputs per row than rounding OW up to the lanes.
+  const int64_t flat_ps = std::max(cp.pl + W, cp.sw * (OW - 1) + 2 * cp.dwP);
+  const bool flat = cp.sh == cp.sw && flat_ps < round_up(OW, lanes);
+  int64_t ps = 0, ow = 0, orows = 0;
+  if (flat) {
+    ps = flat_ps;
+    ow = round_up(OH * ps, lanes);
+    orows = 1;
+  } else {
+    ow = round_up(OW, lanes);
+    ps = round_up(std::max(cp.sw * ow + 2 * cp.dwP + 16, cp.pl + W), 16);
+    orows = OH;
+  }
+  // dw_pairs reads up to element sw * (ow - 1) + 2P + 15 past a row's start.
+  const int64_t last_row = flat ? (cp.KH - 1) * cp.dh : rows - 1;
+  const int64_t elems = std::max(rows * ps, last_row * ps + cp.sw * ow + 2 * cp.dwP + 16);
+  const int64_t plane_words = (elems + 1) / 2;
   const char* xb = static_cast<const char*>(X.raw());
   char* yb = static_cast<char*>(Y.raw());
   const DType xd = X.dtype();
   const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
                 ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
   const int64_t wcount = cp.KH * cp.dwP;
+  const int64_t M = cp.M, mult = cp.Mg;  // input channel c feeds outputs c * mult ..
   tbb::parallel_for(
       tbb::blocked_range<int64_t>(0, N * C), [&](const tbb::blocked_range<int64_t>& r) {
-        int32_t* buf = grow(scratch(), plane_words + OH * ow);
+        int32_t* buf = grow(scratch(), plane_words + orows * ow);
         int16_t* pl = reinterpret_cast<int16_t*>(buf);
         int32_t* acc = buf + plane_words;
         // The padding is never written below: zeroed once for all channels of the range.
         std::fill(buf, buf + plane_words, 0);
         const int64_t i_lo = std::min(rows, cp.pt), i_hi = std::max(i_lo, std::min(rows, cp.pt + H));
         for (int64_t nc = r.begin(); nc < r.end(); ++nc) {
-          const int64_t m = nc % C;
+          const int64_t n = nc / C, c = nc % C;
           const char* src = xb + (nc * H + i_lo - cp.pt) * W * xsize;
           k.center_rows(src, xd, cp.zx, W, pl + i_lo * ps + cp.pl, ps, i_hi - i_lo, W);
-          k.dw_pairs(pl, ps, cp.sh, cp.dh, cp.sw, cp.KH, cp.dwP, cp.dw_pack.data() + m * wcount, OH,
-                     ow, acc);
-          char* y = yb + nc * OH * OW * ysize;
-          if (ow == OW) {
-            k.finish(e, m, 1, acc, 0, OH * OW, y, 0, 1);
-          } else {
-            for (int64_t oh = 0; oh < OH; ++oh) {
-              k.finish(e, m, 1, acc + oh * ow, 0, OW, y + oh * OW * ysize, 0, 1);
+          for (int64_t m = c * mult; m < (c + 1) * mult; ++m) {
+            k.dw_pairs(pl, ps, cp.sh, cp.dh, cp.sw, cp.KH, cp.dwP, cp.dw_pack.data() + m * wcount,
+                       orows, ow, acc);
+            char* y = yb + (n * M + m) * OH * OW * ysize;
+            const int64_t astride = flat ? ps : ow;  // between output rows in acc
+            if (astride != OW) {
+              // The rows' outputs made consecutive (forward: row oh moves down, astride > OW).
+              for (int64_t oh = 1; oh < OH; ++oh) {
+                const int32_t* from = acc + oh * astride;
+                int32_t* to = acc + oh * OW;
+                for (int64_t j = 0; j < OW; ++j) to[j] = from[j];
+              }
             }
+            k.finish(e, m, 1, acc, 0, OH * OW, y, 0, 1);
           }
         }
       });
@@ -550,11 +576,11 @@ WinoTiles wino_tiles(int64_t OH, int64_t OW) {
   const int64_t tw = (OW + 1) / 2;
   return {(OH + 1) / 2, tw, round_up(tw, kLanes)};
 }
-// Winograd pays where the rows of tiles waste few vector lanes (an 8-wide
-// output has 4 tiles per row, half of a vector: the direct kernel is faster).
+// Winograd pays where the rows of tiles waste few vector lanes; rows of 4
+// tiles (7- or 8-wide outputs) fill a vector two at a time.
 bool wino_worth(int64_t OW) {
   const WinoTiles t = wino_tiles(1, OW);
-  return 4 * t.twr <= 5 * t.tw;
+  return 4 * t.twr <= 5 * t.tw || t.tw == 4;  // rows of 4 tiles: two per vector
 }
 
 std::atomic<int64_t> g_winograd_runs{0};
@@ -564,17 +590,20 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
   g_winograd_runs.fetch_add(1, std::memory_order_relaxed);
   const IsaKernels& k = kernels(cp.isa);
   const WinoTiles wt = wino_tiles(g.OH, g.OW);
+  // Rows of 4 tiles (8-wide outputs): two tile rows per vector (wino_in2 / wino_out2).
+  const bool two = wt.tw == 4;
+  const int64_t twr = two ? 4 : wt.twr;
   const int64_t pairs = (cp.Cg + 1) / 2, MB = (cp.M + kRows - 1) / kRows;
-  const int64_t HW = g.H * g.W, Wq = wt.twr + 1;
+  const int64_t HW = g.H * g.W, Wq = twr + 1;
   // A task: image n, tile rows [ty0, ty0 + R): about 128 tiles (measured best of 32-256).
-  const int64_t R = std::clamp<int64_t>(128 / wt.twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
-  const int64_t TB = round_up(R * wt.twr, kTile);  // tiles (words) per row of V and M
-  const int64_t nr = 2 * R + 2, plane = nr * Wq;  // padded input rows of a chunk
-  const int64_t zw = 2 * wt.twr;                 // int32 sums per output row in Z
+  const int64_t R = std::clamp<int64_t>(128 / twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
+  const int64_t TB = round_up(R * twr, kTile);  // tiles (words) per row of V and M
+  const int64_t nr = 2 * R + 4, plane = nr * Wq;  // padded input rows of a chunk
+  const int64_t zw = 2 * twr;                    // int32 sums per output row in Z
   // Strides between the 16 matrices of V and M, padded off multiples of 4 KB
   // (loads and stores 4 KB apart collide in the L1 cache).
   const int64_t vxs = pairs * TB + 16, mxs = kRows * TB + 16;
-  const int64_t s_planes = pairs * 2 * plane, s_v = 16 * vxs, s_m = 16 * mxs, s_z = 2 * R * zw;
+  const int64_t s_planes = pairs * 2 * plane, s_v = 16 * vxs, s_m = 16 * mxs, s_z = 2 * (R + 1) * zw;
   const char* xb = static_cast<const char*>(X.raw());
   char* yb = static_cast<char*>(Y.raw());
   const DType xd = X.dtype();
@@ -598,7 +627,8 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             const char* b = 2 * p + 1 < cp.Cg ? a + HW * xsize : nullptr;
             for (int64_t rw = 0; rw < 2; ++rw) {
               int32_t* dst = pl + (p * 2 + rw) * plane;
-              const int64_t used = 2 * rows + 2;
+              // (two: an odd last tile row is paired with one more, computed and dropped)
+              const int64_t used = 2 * (two ? round_up(rows, 2) : rows) + 2;
               const int64_t i_lo = std::clamp<int64_t>(cp.pt - r0, 0, used),
                             i_hi = std::clamp<int64_t>(g.H + cp.pt - r0, i_lo, used);
               const int64_t j_lo = std::min(Wq, ceil_div_pos(cp.pl - rw, 2));
@@ -613,12 +643,19 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             }
           }
           // Input transform: V[xi][p][t], t = tile row * twr + tile column.
-          const int64_t ntiles = rows * wt.twr;
+          const int64_t ntiles = rows * twr;
           for (int64_t p = 0; p < pairs; ++p) {
             const int32_t* e0 = pl + p * 2 * plane;
-            for (int64_t ty = 0; ty < rows; ++ty) {
-              k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, wt.twr,
-                        v + p * TB + ty * wt.twr, vxs);
+            if (two) {
+              for (int64_t ty = 0; ty < rows; ty += 2) {
+                k.wino_in2(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, v + p * TB + ty * twr,
+                           vxs);
+              }
+            } else {
+              for (int64_t ty = 0; ty < rows; ++ty) {
+                k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, twr,
+                          v + p * TB + ty * twr, vxs);
+              }
             }
             // The words of V past the tiles are read by the last micro-tile: zero.
             if (ntiles < TB) {
@@ -636,8 +673,14 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             // Output transform and the epilogue of those channels.
             for (int64_t r = 0; r < kRows && b * kRows + r < cp.M; ++r) {
               const int64_t m = b * kRows + r;
-              for (int64_t ty = 0; ty < rows; ++ty) {
-                k.wino_out(mb + r * TB + ty * wt.twr, mxs, wt.twr, z + 2 * ty * zw, zw);
+              if (two) {
+                for (int64_t ty = 0; ty < rows; ty += 2) {
+                  k.wino_out2(mb + r * TB + ty * twr, mxs, z + 2 * ty * zw, zw);
+                }
+              } else {
+                for (int64_t ty = 0; ty < rows; ++ty) {
+                  k.wino_out(mb + r * TB + ty * twr, mxs, twr, z + 2 * ty * zw, zw);
+                }
               }
               char* y = yb + ((n * cp.M + m) * g.OH + oh0) * g.OW * ysize;
               if (zw == g.OW) {
@@ -767,7 +810,9 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
   cp->depthwise = Cg == 1 && cp->Mg == 1;
   cp->wpack = cp->depthwise ? pack_depthwise(*w) : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
-  if (cp->depthwise && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
+  // One input channel per group (depthwise, or a stem over one channel, each
+  // input channel feeding Mg outputs): the paired-tap kernel where it applies.
+  if (Cg == 1 && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
     cp->dw_pairs = true;
     cp->dwP = (KW + 1) / 2;
     cp->dw_pack = pack_dw_pairs(*w, KH, KW);

@@ -206,6 +206,16 @@ void wino_out_scalar(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int6
   }
 }
 
+void wino_in2_scalar(const int32_t* e, const int32_t* o, int64_t rs, int32_t* v, int64_t xs) {
+  wino_in_scalar(e, o, rs, 4, v, xs);
+  wino_in_scalar(e + 2 * rs, o + 2 * rs, rs, 4, v + 4, xs);
+}
+
+void wino_out2_scalar(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
+  wino_out_scalar(m, xs, 4, z, zs);
+  wino_out_scalar(m + 4, xs, 4, z + 2 * zs, zs);
+}
+
 void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
                       int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs) {
   for (int64_t xi = 0; xi < 16; ++xi) {
@@ -1037,6 +1047,66 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
   }
 }
 
+// Two 128-bit loads (4 words of tile row ty, 4 of tile row ty + 1) as one vector.
+QEVAL_AVX2_INLINE __m256i load_4x2(const int32_t* a, const int32_t* b) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), 1);
+}
+
+QEVAL_AVX2 void wino_in2_avx2(const int32_t* e, const int32_t* o, int64_t rs, int32_t* v,
+                              int64_t xs) {
+  __m256i c[4][4];
+  for (int k = 0; k < 4; ++k) {
+    const int32_t* ek = e + k * rs;
+    const int32_t* ok = o + k * rs;
+    const __m256i d0 = load_4x2(ek, ek + 2 * rs);
+    const __m256i d1 = load_4x2(ok, ok + 2 * rs);
+    const __m256i d2 = load_4x2(ek + 1, ek + 2 * rs + 1);
+    const __m256i d3 = load_4x2(ok + 1, ok + 2 * rs + 1);
+    c[k][0] = _mm256_sub_epi16(d0, d2);
+    c[k][1] = _mm256_add_epi16(d1, d2);
+    c[k][2] = _mm256_sub_epi16(d2, d1);
+    c[k][3] = _mm256_sub_epi16(d1, d3);
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + j * xs), _mm256_sub_epi16(c[0][j], c[2][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (4 + j) * xs),
+                        _mm256_add_epi16(c[1][j], c[2][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (8 + j) * xs),
+                        _mm256_sub_epi16(c[2][j], c[1][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (12 + j) * xs),
+                        _mm256_sub_epi16(c[1][j], c[3][j]));
+  }
+}
+
+QEVAL_AVX2 void wino_out2_avx2(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
+  __m256i s[4][2];
+  for (int i = 0; i < 4; ++i) {
+    const int32_t* mi = m + 4 * i * xs;
+    const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
+    const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
+    const __m256i m2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 2 * xs));
+    const __m256i m3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 3 * xs));
+    s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
+    s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
+  }
+  for (int i = 0; i < 2; ++i) {
+    __m256i y[2];
+    for (int j = 0; j < 2; ++j) {
+      y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
+                    : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
+      y[j] = _mm256_srai_epi32(y[j], 2);
+    }
+    // Per 128-bit half (tile row): columns 2tx (y[0]) and 2tx + 1 (y[1]) interleaved.
+    const __m256i lo = _mm256_unpacklo_epi32(y[0], y[1]), hi = _mm256_unpackhi_epi32(y[0], y[1]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + i * zs),
+                        _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + (i + 2) * zs),
+                        _mm256_permute2x128_si256(lo, hi, 0x31));
+  }
+}
+
 // wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, the loop kept
 // in one function (the GEMMs are short: K = the channel pairs).
 #define QEVAL_WINO_GEMM_BODY(MAC)                                                                 \
@@ -1212,14 +1282,14 @@ const IsaKernels& kernels(Isa isa) {
   static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar,  finish_scalar,
                                  pair_rows_scalar, center_scalar,  center_rows_scalar, clamp_scalar,
                                  add8_scalar,      wino_in_scalar, wino_out_scalar,
-                                 wino_gemm_scalar, dw_pairs_scalar};
+                                 wino_gemm_scalar, dw_pairs_scalar, wino_in2_scalar, wino_out2_scalar};
 #ifdef QEVAL_X86
   static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_avx2, dw_pairs_avx2};
+                               wino_gemm_avx2, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2};
   static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_vnni, dw_pairs_avx2};
+                               wino_gemm_vnni, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2};
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512Vnni) return vnni;
 #endif

@@ -145,6 +145,13 @@ struct IsaKernels {
   //   and the word w[kh * P + q] = (w[kh][2q], w[kh][2q + 1] or 0).
   void (*dw_pairs)(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw, int64_t KH,
                    int64_t P, const int32_t* w, int64_t OH, int64_t ow, int32_t* acc);
+  // wino_in2 / wino_out2: the same for rows of 4 tiles (8-wide outputs), two
+  // tile rows per vector of 8: tiles 0-3 are tile row ty (planes e, o), tiles
+  // 4-7 tile row ty + 1 (rows 2 .. 5 of e, o); their 8 outputs per row go to
+  // rows 0, 1 (tiles 0-3) and 2, 3 (tiles 4-7) of z.
+  void (*wino_in2)(const int32_t* e, const int32_t* o, int64_t row_stride, int32_t* v,
+                   int64_t xi_stride);
+  void (*wino_out2)(const int32_t* m, int64_t xi_stride, int32_t* z, int64_t z_stride);
 };
 const IsaKernels& kernels(Isa isa);
 
