@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <random>
 
@@ -582,6 +583,16 @@ TEST(OptimizedKernels, ElementwiseOpsEqualReference) {
     std::normal_distribution<float> d(0.0f, 1.0f);
     for (float& v : x.span<float>()) v = d(rng);
     x.data<float>()[0] = 0.005f;  // a tie at scale 0.01
+    // Ties at every k + 1/2 of the scale, values far beyond the range, NaN and
+    // infinities (the vector Quantize's clamp and NaN rule).
+    const float sc = c.g.value("y").quant->scale[0];
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                              std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(), 1e30f, -1e30f, 0.0f, -0.0f};
+    for (int64_t i = 1; i < x.numel(); ++i) {
+      if (i % 3 == 0) x.data<float>()[i] = (static_cast<float>(rand_int(rng, -300, 300)) + 0.5f) * sc;
+      if (i % 37 == 0) x.data<float>()[i] = specials[(i / 37) % 7];
+    }
     c.feeds["x"] = x;
     auto lowered = lower_graph(c.g, p);
     ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();

@@ -216,6 +216,17 @@ void wino_out2_scalar(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
   wino_out_scalar(m + 4, xs, 4, z + 2 * zs, zs);
 }
 
+void quantize8_scalar(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax, void* y,
+                      DType yt, int64_t n) {
+  dispatch_small(yt, [&](auto t) {
+    using T = decltype(t);
+    T* q = static_cast<T*>(y);
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = static_cast<T>(quantize_value(x[i], scale, zp, qmin, qmax, RoundingMode::kHalfToEven));
+    }
+  });
+}
+
 void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
                       int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs) {
   for (int64_t xi = 0; xi < 16; ++xi) {
@@ -1107,6 +1118,38 @@ QEVAL_AVX2 void wino_out2_avx2(const int32_t* m, int64_t xs, int32_t* z, int64_t
   }
 }
 
+// quantize_value with half-to-even rounding, 8 at a time: the same IEEE
+// division; vroundps in the current mode (nearbyint's); the clamp in float,
+// which is the reference's clamp of double(v) + zp as v is integer-valued (or
+// infinite) and qmin - zp, qmax - zp are exact; vmaxps returns its second
+// operand for a NaN first one, so NaN gives qmin, as in the reference.
+template <typename T>
+QEVAL_AVX2_INLINE void quantize8_t(const float* x, float scale, int32_t zp, int32_t qmin,
+                                   int32_t qmax, T* y, int64_t n) {
+  const __m256 s = _mm256_set1_ps(scale), lo = _mm256_set1_ps(static_cast<float>(qmin - zp)),
+               hi = _mm256_set1_ps(static_cast<float>(qmax - zp));
+  const __m256i z = _mm256_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);
+    v = _mm256_round_ps(v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    store8(_mm256_add_epi32(_mm256_cvtps_epi32(v), z), y + i, kLanes, 1);
+  }
+  for (; i < n; ++i) {
+    y[i] = static_cast<T>(quantize_value(x[i], scale, zp, qmin, qmax, RoundingMode::kHalfToEven));
+  }
+}
+
+QEVAL_AVX2 void quantize8_avx2(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                               void* y, DType yt, int64_t n) {
+  if (yt == DType::kInt8) {
+    quantize8_t(x, scale, zp, qmin, qmax, static_cast<int8_t*>(y), n);
+  } else {
+    quantize8_t(x, scale, zp, qmin, qmax, static_cast<uint8_t*>(y), n);
+  }
+}
+
 // wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, the loop kept
 // in one function (the GEMMs are short: K = the channel pairs).
 #define QEVAL_WINO_GEMM_BODY(MAC)                                                                 \
@@ -1282,14 +1325,14 @@ const IsaKernels& kernels(Isa isa) {
   static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar,  finish_scalar,
                                  pair_rows_scalar, center_scalar,  center_rows_scalar, clamp_scalar,
                                  add8_scalar,      wino_in_scalar, wino_out_scalar,
-                                 wino_gemm_scalar, dw_pairs_scalar, wino_in2_scalar, wino_out2_scalar};
+                                 wino_gemm_scalar, dw_pairs_scalar, wino_in2_scalar, wino_out2_scalar, quantize8_scalar};
 #ifdef QEVAL_X86
   static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_avx2, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2};
+                               wino_gemm_avx2, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2, quantize8_avx2};
   static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_vnni, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2};
+                               wino_gemm_vnni, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2, quantize8_avx2};
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512Vnni) return vnni;
 #endif

@@ -152,6 +152,10 @@ struct IsaKernels {
   void (*wino_in2)(const int32_t* e, const int32_t* o, int64_t row_stride, int32_t* v,
                    int64_t xi_stride);
   void (*wino_out2)(const int32_t* m, int64_t xi_stride, int32_t* z, int64_t z_stride);
+  // y[i] = quantize_value(x[i], scale, zp, qmin, qmax, kHalfToEven) for n
+  // floats, y of an 8-bit dtype yt.
+  void (*quantize8)(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax, void* y,
+                    DType yt, int64_t n);
 };
 const IsaKernels& kernels(Isa isa);
 
