@@ -706,6 +706,33 @@ QEVAL_AVX2_INLINE __m128i load8(const T* p, int64_t step) {
   }
 }
 
+// 4 elements p[0], p[step], ... as int16 lanes (the low 64 bits): step 1, or
+// 2 for 8-bit T (reading p[0 .. 7]).
+template <typename T>
+QEVAL_AVX2_INLINE __m128i load4(const T* p, int64_t step) {
+  if constexpr (std::is_same_v<T, int16_t>) {
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else {
+    __m128i v;
+    if (step == 1) {
+      int32_t w;
+      std::memcpy(&w, p, 4);
+      v = _mm_cvtsi32_si128(w);
+    } else {
+      const __m128i even = _mm_setr_epi8(0, 2, 4, 6, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+      v = _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), even);
+    }
+    if constexpr (std::is_same_v<T, int8_t>) return _mm_cvtepi8_epi16(v);
+    return _mm_cvtepu8_epi16(v);
+  }
+}
+template <typename T>
+QEVAL_AVX2_INLINE void pair4(const T* a, const T* b, __m128i zv, int64_t step, int32_t* dst) {
+  const __m128i va = _mm_sub_epi16(load4(a, step), zv);
+  const __m128i vb = b ? _mm_sub_epi16(load4(b, step), zv) : _mm_setzero_si128();
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(va, vb));
+}
+
 // 16 / 8 pair words from a[j * step] and b[j * step], j < 16 / 8.
 template <typename T>
 QEVAL_AVX2_INLINE void pair16(const T* a, const T* b, __m256i zv, int64_t step, int32_t* dst) {
@@ -724,8 +751,8 @@ QEVAL_AVX2_INLINE void pair8(const T* a, const T* b, __m128i zv, int64_t step, i
   _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4), _mm_unpackhi_epi16(va, vb));
 }
 
-// pair_row of one row in vectors of 16 or 8 words, the last one shifted back to
-// end with the row (rewriting some words with the same values); scalar below 8
+// pair_row of one row in vectors of 16, 8 or 4 words, the last one shifted back
+// to end with the row (rewriting some words with the same values); scalar below 4
 // words. A vector of W words at step 2 reads 2W source elements, one past the
 // last it uses: it runs only where that stays below `end`, the end of the
 // source tensor.
@@ -734,11 +761,17 @@ QEVAL_AVX2_INLINE void pair_row_t(const T* a, const T* b, int32_t z, int64_t ste
                                   int64_t n, const T* end) {
   const T* far = b ? b : a;  // the source further on
   const int64_t w = n >= 16 ? 16 : 8;
-  if ((step != 1 && (step != 2 || std::is_same_v<T, int16_t>)) || n < 8 || far + n * step > end) {
+  if ((step != 1 && (step != 2 || std::is_same_v<T, int16_t>)) || n < 4 || far + n * step > end) {
     pair_row_typed(a, b, z, step, dst, n);
     return;
   }
   const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  if (n < 8) {  // 4 to 7 words: two vectors of 4, the second ending with the row
+    pair4(a, b, _mm256_castsi256_si128(zv), step, dst);
+    pair4(a + (n - 4) * step, b ? b + (n - 4) * step : nullptr, _mm256_castsi256_si128(zv), step,
+          dst + n - 4);
+    return;
+  }
   for (int64_t j = 0; j < n; j += w) {
     const int64_t k = std::min(j, n - w);
     if (w == 16) {
