@@ -543,8 +543,8 @@ QEVAL_AVX2 void finish_avx2(const Epilogue& e, int64_t c0, int64_t rows, const i
 // MAC(c, a, b) adds the pair products of a and b to c.
 #define QEVAL_GEMM_TILE_BODY(MAC)                                                                  \
   __m256i c[kRows][kGroups];                                                                       \
-  for (int r = 0; r < kRows; ++r)                                                                  \
-    for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                            \
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                          \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();  \
   _Pragma("GCC unroll 2") for (int64_t kk = 0; kk < nkk; ++kk, w += kRows) {                       \
     const int64_t o = offs[kk];                                                                    \
     __m256i a[kGroups];                                                                            \
@@ -556,10 +556,10 @@ QEVAL_AVX2 void finish_avx2(const Epilogue& e, int64_t c0, int64_t rows, const i
       _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] = MAC(c[r][g], a[g], b);   \
     }                                                                                              \
   }                                                                                                \
-  for (int r = 0; r < kRows; ++r)                                                                  \
-    for (int g = 0; g < kGroups; ++g) {                                                            \
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * acc_stride + g * kLanes), c[r][g]); \
-    }
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                          \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                                  \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * acc_stride + g * kLanes), c[r][g]);   \
+  }
 
 #define QEVAL_MADD_AVX2(c, a, b) _mm256_add_epi32(c, _mm256_madd_epi16(a, b))
 QEVAL_AVX2 void gemm_tile_avx2(const int32_t* w, const int32_t* const* x, const int32_t* offs,
@@ -1065,7 +1065,7 @@ QEVAL_AVX2 void wino_in_avx2(const int32_t* e, const int32_t* o, int64_t rs, int
 QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int64_t zs) {
   for (int64_t tx = 0; tx < ntx; tx += kLanes) {
     __m256i s[4][2];
-    for (int i = 0; i < 4; ++i) {
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) {
       const int32_t* mi = m + 4 * i * xs + tx;
       const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
       const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
@@ -1074,9 +1074,9 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
       s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
       s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
     }
-    for (int i = 0; i < 2; ++i) {
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; ++i) {
       __m256i y[2];
-      for (int j = 0; j < 2; ++j) {
+      _Pragma("GCC unroll 2") for (int j = 0; j < 2; ++j) {
         y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
                       : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
         y[j] = _mm256_srai_epi32(y[j], 2);
@@ -1126,7 +1126,7 @@ QEVAL_AVX2 void wino_in2_avx2(const int32_t* e, const int32_t* o, int64_t rs, in
 
 QEVAL_AVX2 void wino_out2_avx2(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
   __m256i s[4][2];
-  for (int i = 0; i < 4; ++i) {
+  _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) {
     const int32_t* mi = m + 4 * i * xs;
     const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
     const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
@@ -1135,9 +1135,9 @@ QEVAL_AVX2 void wino_out2_avx2(const int32_t* m, int64_t xs, int32_t* z, int64_t
     s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
     s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
   }
-  for (int i = 0; i < 2; ++i) {
+  _Pragma("GCC unroll 2") for (int i = 0; i < 2; ++i) {
     __m256i y[2];
-    for (int j = 0; j < 2; ++j) {
+    _Pragma("GCC unroll 2") for (int j = 0; j < 2; ++j) {
       y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
                     : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
       y[j] = _mm256_srai_epi32(y[j], 2);
@@ -1191,8 +1191,9 @@ QEVAL_AVX2 void quantize8_avx2(const float* x, float scale, int32_t zp, int32_t 
     for (int64_t t = 0; t < ntiles; t += kTile) {                                                 \
       const int32_t* x = v + xi * v_xs + t;                                                       \
       __m256i c[kRows][kGroups];                                                                  \
-      for (int r = 0; r < kRows; ++r)                                                             \
-        for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                       \
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
+          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] =                     \
+              _mm256_setzero_si256();                                                             \
       const int32_t* wp = wx;                                                                     \
       for (int64_t p = 0; p < pairs; ++p, x += ld, wp += kRows) {                                 \
         __m256i a[kGroups];                                                                       \
@@ -1206,10 +1207,10 @@ QEVAL_AVX2 void quantize8_avx2(const float* x, float scale, int32_t zp, int32_t 
         }                                                                                         \
       }                                                                                           \
       int32_t* acc = m + xi * m_xs + t;                                                           \
-      for (int r = 0; r < kRows; ++r)                                                             \
-        for (int g = 0; g < kGroups; ++g) {                                                       \
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);    \
-        }                                                                                         \
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
+          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                             \
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);      \
+      }                                                                                           \
     }                                                                                             \
   }
 
