@@ -859,7 +859,7 @@ QEVAL_AVX2 void center_avx2(const void* x, DType dtype, int32_t z, int16_t* dst,
                 dst + i, n - i);
 }
 
-// Rows of at least 8 elements in vectors of 16 (or 8), the last one shifted
+// Rows of at least 4 elements in vectors of 16, 8 or 4, the last one shifted
 // back to end with the row (rewriting some elements with the same values);
 // shorter rows scalar.
 template <typename T>
@@ -879,6 +879,10 @@ QEVAL_AVX2_INLINE void center_rows_t(const T* x, int32_t z, int64_t src_stride, 
                        _mm_sub_epi16(load8(x, 1), _mm256_castsi256_si128(zv)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 8),
                        _mm_sub_epi16(load8(x + n - 8, 1), _mm256_castsi256_si128(zv)));
+    } else if (n >= 4) {
+      const __m128i z4 = _mm256_castsi256_si128(zv);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_sub_epi16(load4(x, 1), z4));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + n - 4), _mm_sub_epi16(load4(x + n - 4, 1), z4));
     } else {
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int16_t>(x[i] - z);
     }
