@@ -396,6 +396,37 @@ TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
   EXPECT_GT(runs, tally.cases);
 }
 
+// Pointwise convolutions (1x1, stride 1, no padding, one group), the kernel
+// that re-lays out its input span by span: odd and even channel counts (up to
+// 150, whose spans are shorter), pixel counts that leave partial tiles and
+// spans, images of several spans.
+TEST(OptimizedKernels, Conv2dPointwiseEqualsReference) {
+  std::mt19937 rng(43);
+  Tally tally;
+  const int64_t before = kern::opt::pointwise_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 16; ++i) {
+      ConvSpec s;
+      s.N = rand_int(rng, 1, 3);
+      s.C = i % 4 == 3 ? rand_int(rng, 60, 150) : rand_int(rng, 1, 48);  // wide: shorter spans
+      s.M = rand_int(rng, 1, 40);
+      s.group = 1;
+      s.KH = s.KW = 1;
+      s.strides = {1, 1};
+      s.dil = {1, 1};
+      s.pads = {0, 0, 0, 0};
+      s.H = rand_int(rng, 1, 24);
+      s.W = rand_int(rng, 1, 40);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (pointwise)");
+  const int64_t runs = kern::opt::pointwise_runs() - before;
+  std::cout << "pointwise kernel runs: " << runs << "\n";
+  EXPECT_GT(runs, tally.cases);
+}
+
 // A Conv2d followed by Relu or Relu6 in the conv's quantization: the executor
 // fuses the clamp into the conv's requantization (program.cc) in runs that do
 // not keep intermediates; the Relu's output must equal the reference's.

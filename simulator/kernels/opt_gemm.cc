@@ -341,6 +341,62 @@ void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, 
   }
 }
 
+// A pointwise convolution (1x1, stride 1, no padding, one group): each task
+// takes one image's span of up to S pixels, makes their pair words into
+// per-thread scratch (pairs rows of S words, L1-sized), then every output
+// channel block and the epilogue, so the re-laid-out input never goes through
+// a buffer of the whole batch.
+std::atomic<int64_t> g_pointwise_runs{0};
+
+Status run_conv_pointwise(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
+                          const Epilogue& e) {
+  g_pointwise_runs.fetch_add(1, std::memory_order_relaxed);
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t pairs = (cp.Cg + 1) / 2, full = cp.Cg / 2, HW = g.W, MB = (cp.M + kRows - 1) / kRows;
+  const int64_t span = std::clamp<int64_t>(16384 / std::max<int64_t>(1, pairs * kGroups * 32), 1,
+                                           kSpan);
+  const int64_t S = span * kTile, chunks = (HW + S - 1) / S;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const DType xd = X.dtype();
+  const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const void* end = xb + X.nbytes();
+  std::vector<int32_t> offs(pairs);
+  for (int64_t p = 0; p < pairs; ++p) offs[p] = static_cast<int32_t>(p * S);
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, g.N * chunks), [&](const tbb::blocked_range<int64_t>& range) {
+        int32_t* xs = grow(scratch(), pairs * S);
+        alignas(32) int32_t acc[kRows * kSpan * kTile];
+        for (int64_t task = range.begin(); task < range.end(); ++task) {
+          const int64_t n = task / chunks, px0 = task % chunks * S,
+                        cnt = std::min(S, HW - px0);
+          const int64_t tiles = (cnt + kTile - 1) / kTile;
+          const char* a = xb + (n * g.C * HW + px0) * xsize;
+          if (full > 0) {
+            k.pair_rows(a, a + HW * xsize, xd, cp.zx, 1, 2 * HW, xs, S, full, 0, cnt, S - cnt,
+                        end);
+          }
+          if (pairs > full) {
+            k.pair_rows(a + 2 * full * HW * xsize, nullptr, xd, cp.zx, 1, 0, xs + full * S, S, 1,
+                        0, cnt, S - cnt, end);
+          }
+          for (int64_t mb = 0; mb < MB; ++mb) {
+            const int32_t* w = cp.wpack.data() + mb * pairs * kRows;
+            for (int64_t t = 0; t < tiles; ++t) {
+              const int32_t* x[kGroups];
+              for (int64_t gi = 0; gi < kGroups; ++gi) x[gi] = xs + t * kTile + gi * kLanes;
+              k.gemm_tile(w, x, offs.data(), pairs, acc + t * kTile, span * kTile);
+            }
+            const int64_t c0 = mb * kRows, rows = std::min<int64_t>(kRows, cp.M - c0);
+            k.finish(e, c0, rows, acc, span * kTile, cnt, yb + ((n * cp.M + c0) * HW + px0) * ysize,
+                     HW, 1);
+          }
+        }
+      });
+  return Status::ok();
+}
+
 Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
                      const Epilogue& e) {
   const IsaKernels& k = kernels(cp.isa);
@@ -846,11 +902,17 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         if (cp->winograd && g.OH > 0 && g.OW > 0 && wino_worth(g.OW)) {
           return run_conv_winograd(*cp, g, X, Y, e);
         }
+        if (cp->G == 1 && cp->KH == 1 && cp->KW == 1 && cp->sh == 1 && cp->sw == 1 &&
+            cp->pt == 0 && cp->pl == 0 && g.H == 1 && g.phases.size() == 1 &&
+            g.OW == g.W && g.W == X.dim(2) * X.dim(3)) {
+          return run_conv_pointwise(*cp, g, X, Y, e);
+        }
         return run_conv_gemm(*cp, g, X, Y, e);
       });
 }
 
 int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed); }
+int64_t pointwise_runs() { return g_pointwise_runs.load(std::memory_order_relaxed); }
 int64_t depthwise_pairs_runs() { return g_dw_pairs_runs.load(std::memory_order_relaxed); }
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,

@@ -183,6 +183,9 @@ int64_t winograd_runs();
 // The same for the depthwise kernel with paired taps (undilated columns, column
 // stride 1 or 2; other depthwise convolutions take the per-tap kernel).
 int64_t depthwise_pairs_runs();
+// The same for the pointwise kernel (1x1, stride 1, no padding, one group: the
+// input re-laid out per task, span by span).
+int64_t pointwise_runs();
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);
