@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <random>
 
@@ -376,7 +377,7 @@ TEST(OptimizedKernels, Conv2dZooShapesEqualReference) {
 
 // 3x3 stride-1 convolutions of one group, the Winograd kernel's: odd and even
 // sizes, asymmetric padding, output widths whose tile rows fill whole vectors
-// or leave some lanes over.
+// or leave some lanes over, and 7/8-wide ones (two rows of 4 tiles per vector).
 ConvSpec winograd_conv(std::mt19937& rng) {
   ConvSpec s;
   s.N = rand_int(rng, 1, 2);
@@ -388,8 +389,9 @@ ConvSpec winograd_conv(std::mt19937& rng) {
   s.C = rand_int(rng, 8, 40);
   s.M = rand_int(rng, 1, 40);
   s.H = rand_int(rng, 3, 20);
-  const int64_t ow[] = {13, 14, 15, 16, 25, 29, 32, 33};
-  s.W = ow[rand_int(rng, 0, 7)] + 2 - s.pads[1] - s.pads[3];
+  // 7 and 8: rows of 4 tiles, two tile rows per vector.
+  const int64_t ow[] = {7, 8, 8, 13, 14, 15, 16, 25, 29, 32, 33};
+  s.W = ow[rand_int(rng, 0, 10)] + 2 - s.pads[1] - s.pads[3];
   return s;
 }
 
@@ -399,7 +401,7 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   const int64_t before = kern::opt::winograd_runs();
   for (const char* name : kProfiles) {
     const ChipProfile p = profile(name);
-    for (int i = 0; i < 12; ++i) {
+    for (int i = 0; i < 16; ++i) {
       const ConvSpec s = winograd_conv(rng);
       for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
     }
@@ -409,6 +411,71 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   std::cout << "Winograd kernel runs: " << runs << "\n";
   // 8-bit inputs take it (int16 ones exceed its int16 transforms): most cases,
   // in every optimized mode and thread count.
+  EXPECT_GT(runs, tally.cases);
+}
+
+// Convolutions with one input channel per group (depthwise, with channel
+// multipliers, and stems over one channel): the paired-tap kernel (column stride 1 or 2,
+// undilated columns; any row stride and dilation, odd and even kernel widths,
+// asymmetric pads, output widths around its 8- and 16-lane rows) and, with
+// column stride 3 or dilation, the per-tap kernel.
+TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
+  std::mt19937 rng(41);
+  Tally tally;
+  const int64_t before = kern::opt::depthwise_pairs_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 30; ++i) {
+      ConvSpec s;
+      s.N = rand_int(rng, 1, 3);
+      s.C = s.M = s.group = rand_int(rng, 1, 12);
+      if (i % 3 == 0) s.M = s.C * rand_int(rng, 2, 4);  // a channel multiplier
+      if (i % 10 == 1) s.C = s.group = 1, s.M = rand_int(rng, 4, 20);  // a stem
+      s.KH = rand_int(rng, 1, 5);
+      s.KW = rand_int(rng, 0, 2) ? 3 : rand_int(rng, 1, 5);
+      s.strides = {rand_int(rng, 1, 3), i % 7 == 6 ? 3 : rand_int(rng, 1, 2)};
+      s.dil = {rand_int(rng, 0, 2) ? 1 : 2, i % 9 == 8 ? 2 : 1};
+      s.pads = {rand_int(rng, 0, 2), rand_int(rng, 0, 3), rand_int(rng, 0, 2), rand_int(rng, 0, 3)};
+      const int64_t eh = (s.KH - 1) * s.dil[0] + 1, ew = (s.KW - 1) * s.dil[1] + 1;
+      s.H = std::max<int64_t>(eh - s.pads[0] - s.pads[2], 1) + rand_int(rng, 0, 12);
+      s.W = std::max<int64_t>(ew - s.pads[1] - s.pads[3], 1) + rand_int(rng, 0, 40);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (depthwise)");
+  const int64_t runs = kern::opt::depthwise_pairs_runs() - before;
+  std::cout << "depthwise paired-tap kernel runs: " << runs << "\n";
+  EXPECT_GT(runs, tally.cases);
+}
+
+// Pointwise convolutions (1x1, stride 1, no padding, one group), the kernel
+// that re-lays out its input span by span: odd and even channel counts (up to
+// 150, whose spans are shorter), pixel counts that leave partial tiles and
+// spans, images of several spans.
+TEST(OptimizedKernels, Conv2dPointwiseEqualsReference) {
+  std::mt19937 rng(43);
+  Tally tally;
+  const int64_t before = kern::opt::pointwise_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 16; ++i) {
+      ConvSpec s;
+      s.N = rand_int(rng, 1, 3);
+      s.C = i % 4 == 3 ? rand_int(rng, 60, 150) : rand_int(rng, 1, 48);  // wide: shorter spans
+      s.M = rand_int(rng, 1, 40);
+      s.group = 1;
+      s.KH = s.KW = 1;
+      s.strides = {1, 1};
+      s.dil = {1, 1};
+      s.pads = {0, 0, 0, 0};
+      s.H = rand_int(rng, 1, 24);
+      s.W = rand_int(rng, 1, 40);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (pointwise)");
+  const int64_t runs = kern::opt::pointwise_runs() - before;
+  std::cout << "pointwise kernel runs: " << runs << "\n";
   EXPECT_GT(runs, tally.cases);
 }
 
@@ -599,6 +666,16 @@ TEST(OptimizedKernels, ElementwiseOpsEqualReference) {
     std::normal_distribution<float> d(0.0f, 1.0f);
     for (float& v : x.span<float>()) v = d(rng);
     x.data<float>()[0] = 0.005f;  // a tie at scale 0.01
+    // Ties at every k + 1/2 of the scale, values far beyond the range, NaN and
+    // infinities (the vector Quantize's clamp and NaN rule).
+    const float sc = c.g.value("y").quant->scale[0];
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                              std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(), 1e30f, -1e30f, 0.0f, -0.0f};
+    for (int64_t i = 1; i < x.numel(); ++i) {
+      if (i % 3 == 0) x.data<float>()[i] = (static_cast<float>(rand_int(rng, -300, 300)) + 0.5f) * sc;
+      if (i % 37 == 0) x.data<float>()[i] = specials[(i / 37) % 7];
+    }
     c.feeds["x"] = x;
     auto lowered = lower_graph(c.g, p);
     ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
@@ -699,6 +776,81 @@ TEST(OptimizedKernels, EpilogueEqualsOutStageOnExtremeSums) {
             << " through vector code), " << elements << " sums compared\n";
   RecordProperty("elements", std::to_string(elements));
   EXPECT_GT(vector_channels, channels / 2);
+}
+
+// The float scheme (onnx-qdq) on its own edges: power-of-two and other scales
+// that make exact ties (x.5), products beyond int32 (vcvtps2dq overflows),
+// output ranges narrowed as a fused Relu/Relu6 narrows them, and runs long
+// enough for the 32-output (8-bit) and 16-output (int16) vector loops and
+// their tails.
+TEST(OptimizedKernels, FloatEpilogueEqualsOutStageOnTiesAndOverflow) {
+  std::mt19937 rng(23);
+  const std::vector<Isa> isas = vector_isas();
+  int64_t elements = 0;
+  const float scales[] = {0.5f, 0.25f, 0.125f, 1.0f / 256, 0.375f, 1.5f, 16.0f, 3.0e-5f,
+                          0.0123f, 1.0e9f, 7.0e-10f};
+  for (DType yd : {DType::kInt8, DType::kUInt8, DType::kInt16}) {
+    for (float scale : scales) {
+      for (int range = 0; range < 4; ++range) {
+        kern::opt::Epilogue e;
+        e.dtype = yd;
+        e.st.y.quantized = true;
+        e.st.y.dtype = yd;
+        const int64_t dmin = dtype_min(yd), dmax = dtype_max(yd);
+        const int32_t zp = static_cast<int32_t>(
+            range == 3 ? dmin : rand_int(rng, std::max<int64_t>(dmin, -300), std::min<int64_t>(dmax, 300)));
+        e.st.y.zp = {zp};
+        e.st.y.qmin = static_cast<int32_t>(dmin);
+        e.st.y.qmax = static_cast<int32_t>(dmax);
+        if (range == 1) e.st.y.qmin = std::max<int32_t>(zp, e.st.y.qmin);  // Relu
+        if (range == 2) {  // Relu6 at a scale of 6 / 100
+          e.st.y.qmin = std::max<int32_t>(zp, e.st.y.qmin);
+          e.st.y.qmax = static_cast<int32_t>(std::min<int64_t>(zp + 100, dmax));
+        }
+        e.st.rq.scheme = RequantScheme::kFloat;
+        e.st.rq.mode = RoundingMode::kHalfToEven;
+        e.st.rq.fscale = {scale};
+        e.st.rq.mult = {Multiplier{}};
+        const int64_t bound = int64_t{1} << 30;
+        e.sum_bound = {bound};
+        e.prepare();
+        Tensor b = Tensor::from_vector<int32_t>({1}, {static_cast<int32_t>(rand_int(rng, -9, 9))});
+        e.set_bias(range % 2 ? &b : nullptr);
+        ASSERT_TRUE(e.vec[0]);
+        std::vector<int32_t> sums;
+        for (int64_t a = -700; a <= 700; ++a) sums.push_back(static_cast<int32_t>(a));
+        for (int i = 0; i < 300; ++i) {
+          sums.push_back(static_cast<int32_t>(rand_int(rng, -bound + 10, bound - 10)));
+          // acc * scale = k + 1/2 where that is an integer accumulator.
+          const double t = (static_cast<double>(rand_int(rng, -40000, 40000)) + 0.5) / scale;
+          if (std::abs(t) < 1e9 && t == std::floor(t)) sums.push_back(static_cast<int32_t>(t));
+        }
+        for (int64_t a : {bound - 10, -bound + 10, int64_t{0}}) sums.push_back(static_cast<int32_t>(a));
+        while (sums.size() % kern::opt::kLanes) sums.push_back(0);
+        const size_t es = dtype_size(yd);
+        for (int64_t n : {static_cast<int64_t>(sums.size()), static_cast<int64_t>(sums.size()) - 5,
+                          int64_t{37}, int64_t{16}}) {
+          for (int64_t stride : {1, 3}) {
+            std::vector<char> want(n * es * stride), got(n * es * stride);
+            for (int64_t i = 0; i < n; ++i) {
+              Tensor one(yd, {1});
+              kern::store_i(one, 0, e.st.finish(int64_t{sums[i]} + e.bias[0], 0));
+              std::memcpy(want.data() + i * stride * es, one.raw(), es);
+            }
+            for (Isa isa : isas) {
+              std::fill(got.begin(), got.end(), 0);
+              kern::opt::kernels(isa).finish(e, 0, 1, sums.data(), 0, n, got.data(), 0, stride);
+              ASSERT_EQ(got, want) << dtype_name(yd) << " scale " << scale << " zp " << zp
+                                   << " range " << range << " n " << n << " stride " << stride;
+              elements += n;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::cout << "float epilogue: " << elements << " sums compared\n";
+  RecordProperty("elements", std::to_string(elements));
 }
 
 // ---- whole zoo models ----------------------------------------------------

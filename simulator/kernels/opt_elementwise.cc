@@ -266,11 +266,23 @@ std::optional<EvalFn> prepare_quantize(const KernelArgs& a, const EvalFn& refere
   const QView q = qview(a.graph, a.node.outputs[0]);
   if (q.scale.size() > 1) return std::nullopt;
   const RoundingMode mode = a.profile.quantize_rounding;
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  const IsaKernels& k = kernels(isa_of(a.mode));
+  return EvalFn([=, &k](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *in[0];
     Tensor& Y = *out[0];
     if (X.dtype() != DType::kFloat32 || X.numel() != Y.numel()) return reference(in, out);
+    const bool fast = mode == RoundingMode::kHalfToEven &&
+                      (Y.dtype() == DType::kInt8 || Y.dtype() == DType::kUInt8);
     const float* x = X.data<float>();
+    if (fast) {  // 8-bit output, half to even: the vector kernel
+      void* y = Y.raw();
+      const int64_t es = static_cast<int64_t>(dtype_size(Y.dtype()));
+      parallel_chunks(X.numel(), [&](int64_t b, int64_t e) {
+        k.quantize8(x + b, q.s(), q.z(), q.qmin, q.qmax, static_cast<char*>(y) + b * es,
+                    Y.dtype(), e - b);
+      });
+      return Status::ok();
+    }
     dispatch_dtype(Y.dtype(), [&](auto t) {
       using T = decltype(t);
       T* y = Y.data<T>();

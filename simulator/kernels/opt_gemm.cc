@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -257,6 +258,11 @@ struct ConvParams {
   int64_t M = 0, Cg = 0, KH = 0, KW = 0, G = 1, Mg = 0;
   int64_t sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
   bool depthwise = false;      // one input channel per group: per-tap kernel
+  // Depthwise with horizontal taps in pairs (dw_pairs: undilated columns,
+  // column stride 1 or 2): per channel KH x dwP words, pack_dw_pairs.
+  bool dw_pairs = false;
+  int64_t dwP = 0;
+  std::vector<int32_t> dw_pack;
   std::vector<int32_t> wpack;  // pack_gemm, or pack_depthwise
   Epilogue base;               // bias is filled per run
   // Winograd F(2x2, 3x3) (3x3, stride 1, no dilation, one group), where the
@@ -333,6 +339,62 @@ void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, 
                   plane + i_lo * g.Wq, g.Wq, i_hi - i_lo, j_lo, j_hi - j_lo, g.Wq - j_hi, end);
     }
   }
+}
+
+// A pointwise convolution (1x1, stride 1, no padding, one group): each task
+// takes one image's span of up to S pixels, makes their pair words into
+// per-thread scratch (pairs rows of S words, L1-sized), then every output
+// channel block and the epilogue, so the re-laid-out input never goes through
+// a buffer of the whole batch.
+std::atomic<int64_t> g_pointwise_runs{0};
+
+Status run_conv_pointwise(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
+                          const Epilogue& e) {
+  g_pointwise_runs.fetch_add(1, std::memory_order_relaxed);
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t pairs = (cp.Cg + 1) / 2, full = cp.Cg / 2, HW = g.W, MB = (cp.M + kRows - 1) / kRows;
+  const int64_t span = std::clamp<int64_t>(16384 / std::max<int64_t>(1, pairs * kGroups * 32), 1,
+                                           kSpan);
+  const int64_t S = span * kTile, chunks = (HW + S - 1) / S;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const DType xd = X.dtype();
+  const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const void* end = xb + X.nbytes();
+  std::vector<int32_t> offs(pairs);
+  for (int64_t p = 0; p < pairs; ++p) offs[p] = static_cast<int32_t>(p * S);
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, g.N * chunks), [&](const tbb::blocked_range<int64_t>& range) {
+        int32_t* xs = grow(scratch(), pairs * S);
+        alignas(32) int32_t acc[kRows * kSpan * kTile];
+        for (int64_t task = range.begin(); task < range.end(); ++task) {
+          const int64_t n = task / chunks, px0 = task % chunks * S,
+                        cnt = std::min(S, HW - px0);
+          const int64_t tiles = (cnt + kTile - 1) / kTile;
+          const char* a = xb + (n * g.C * HW + px0) * xsize;
+          if (full > 0) {
+            k.pair_rows(a, a + HW * xsize, xd, cp.zx, 1, 2 * HW, xs, S, full, 0, cnt, S - cnt,
+                        end);
+          }
+          if (pairs > full) {
+            k.pair_rows(a + 2 * full * HW * xsize, nullptr, xd, cp.zx, 1, 0, xs + full * S, S, 1,
+                        0, cnt, S - cnt, end);
+          }
+          for (int64_t mb = 0; mb < MB; ++mb) {
+            const int32_t* w = cp.wpack.data() + mb * pairs * kRows;
+            for (int64_t t = 0; t < tiles; ++t) {
+              const int32_t* x[kGroups];
+              for (int64_t gi = 0; gi < kGroups; ++gi) x[gi] = xs + t * kTile + gi * kLanes;
+              k.gemm_tile(w, x, offs.data(), pairs, acc + t * kTile, span * kTile);
+            }
+            const int64_t c0 = mb * kRows, rows = std::min<int64_t>(kRows, cp.M - c0);
+            k.finish(e, c0, rows, acc, span * kTile, cnt, yb + ((n * cp.M + c0) * HW + px0) * ysize,
+                     HW, 1);
+          }
+        }
+      });
+  return Status::ok();
 }
 
 Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
@@ -418,6 +480,94 @@ Status run_conv_depthwise(const ConvParams& cp, const ConvGeom& g, const Tensor&
   return Status::ok();
 }
 
+// Depthwise weights for dw_pairs: per channel m, row kh, pair q the word
+// (w[m][kh][2q], w[m][kh][2q + 1], 0 past the last column).
+std::vector<int32_t> pack_dw_pairs(const CenteredWeights& w, int64_t KH, int64_t KW) {
+  const int64_t P = (KW + 1) / 2;
+  std::vector<int32_t> out(w.rows * KH * P);
+  for (int64_t m = 0; m < w.rows; ++m)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t q = 0; q < P; ++q) {
+        const int32_t* r = w.v.data() + m * w.K + kh * KW;
+        out[(m * KH + kh) * P + q] = pair(r[2 * q], 2 * q + 1 < KW ? r[2 * q + 1] : 0);
+      }
+  return out;
+}
+
+// Depthwise, one task per image and channel: the channel's centred int16 plane
+// (padding 0), dw_pairs, then the epilogue; a task per input channel makes
+// all the outputs that channel feeds. One dw_pairs row per output row, or, for
+// small images with equal row and column strides, the output rows as one long
+// row of the plane's width ps: output t = oh * ps + j reads plane element
+// s * t + kh * dh * ps + kw, so that few lanes are wasted; the ps - OW outputs
+// past each row's end are computed and dropped.
+std::atomic<int64_t> g_dw_pairs_runs{0};
+
+Status run_conv_dw_pairs(const ConvParams& cp, const Tensor& X, Tensor& Y, const Epilogue& e) {
+  g_dw_pairs_runs.fetch_add(1, std::memory_order_relaxed);
+  const IsaKernels& k = kernels(cp.isa);
+  const int64_t N = X.dim(0), C = X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2),
+                OW = Y.dim(3);
+  if (OH <= 0 || OW <= 0 || N == 0) return Status::ok();
+  const int64_t lanes = cp.sw == 1 ? 2 * kLanes : kLanes;
+  const int64_t rows = (OH - 1) * cp.sh + (cp.KH - 1) * cp.dh + 1;  // plane rows used
+  // A row holds the padded image row and, flat, the taps of its outputs. Flat
+  // where it computes fewer outputs per row than rounding OW up to the lanes.
+  const int64_t flat_ps = std::max(cp.pl + W, cp.sw * (OW - 1) + 2 * cp.dwP);
+  const bool flat = cp.sh == cp.sw && flat_ps < round_up(OW, lanes);
+  int64_t ps = 0, ow = 0, orows = 0;
+  if (flat) {
+    ps = flat_ps;
+    ow = round_up(OH * ps, lanes);
+    orows = 1;
+  } else {
+    ow = round_up(OW, lanes);
+    ps = round_up(std::max(cp.sw * ow + 2 * cp.dwP + 16, cp.pl + W), 16);
+    orows = OH;
+  }
+  // dw_pairs reads up to element sw * (ow - 1) + 2P + 15 past a row's start.
+  const int64_t last_row = flat ? (cp.KH - 1) * cp.dh : rows - 1;
+  const int64_t elems = std::max(rows * ps, last_row * ps + cp.sw * ow + 2 * cp.dwP + 16);
+  const int64_t plane_words = (elems + 1) / 2;
+  const char* xb = static_cast<const char*>(X.raw());
+  char* yb = static_cast<char*>(Y.raw());
+  const DType xd = X.dtype();
+  const int64_t xsize = static_cast<int64_t>(dtype_size(xd)),
+                ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
+  const int64_t wcount = cp.KH * cp.dwP;
+  const int64_t M = cp.M, mult = cp.Mg;  // input channel c feeds outputs c * mult ..
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, N * C), [&](const tbb::blocked_range<int64_t>& r) {
+        int32_t* buf = grow(scratch(), plane_words + orows * ow);
+        int16_t* pl = reinterpret_cast<int16_t*>(buf);
+        int32_t* acc = buf + plane_words;
+        // The padding is never written below: zeroed once for all channels of the range.
+        std::fill(buf, buf + plane_words, 0);
+        const int64_t i_lo = std::min(rows, cp.pt), i_hi = std::max(i_lo, std::min(rows, cp.pt + H));
+        for (int64_t nc = r.begin(); nc < r.end(); ++nc) {
+          const int64_t n = nc / C, c = nc % C;
+          const char* src = xb + (nc * H + i_lo - cp.pt) * W * xsize;
+          k.center_rows(src, xd, cp.zx, W, pl + i_lo * ps + cp.pl, ps, i_hi - i_lo, W);
+          for (int64_t m = c * mult; m < (c + 1) * mult; ++m) {
+            k.dw_pairs(pl, ps, cp.sh, cp.dh, cp.sw, cp.KH, cp.dwP, cp.dw_pack.data() + m * wcount,
+                       orows, ow, acc);
+            char* y = yb + (n * M + m) * OH * OW * ysize;
+            const int64_t astride = flat ? ps : ow;  // between output rows in acc
+            if (astride != OW) {
+              // The rows' outputs made consecutive (forward: row oh moves down, astride > OW).
+              for (int64_t oh = 1; oh < OH; ++oh) {
+                const int32_t* from = acc + oh * astride;
+                int32_t* to = acc + oh * OW;
+                for (int64_t j = 0; j < OW; ++j) to[j] = from[j];
+              }
+            }
+            k.finish(e, m, 1, acc, 0, OH * OW, y, 0, 1);
+          }
+        }
+      });
+  return Status::ok();
+}
+
 // ---- Winograd F(2x2, 3x3) ----------------------------------------------------
 //
 // Y = A^T [(G g G^T) . (B^T d B)] A computes a 2x2 block of a 3x3 stride-1
@@ -482,11 +632,11 @@ WinoTiles wino_tiles(int64_t OH, int64_t OW) {
   const int64_t tw = (OW + 1) / 2;
   return {(OH + 1) / 2, tw, round_up(tw, kLanes)};
 }
-// Winograd pays where the rows of tiles waste few vector lanes (an 8-wide
-// output has 4 tiles per row, half of a vector: the direct kernel is faster).
+// Winograd pays where the rows of tiles waste few vector lanes; rows of 4
+// tiles (7- or 8-wide outputs) fill a vector two at a time.
 bool wino_worth(int64_t OW) {
   const WinoTiles t = wino_tiles(1, OW);
-  return 4 * t.twr <= 5 * t.tw;
+  return 4 * t.twr <= 5 * t.tw || t.tw == 4;  // rows of 4 tiles: two per vector
 }
 
 std::atomic<int64_t> g_winograd_runs{0};
@@ -496,17 +646,20 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
   g_winograd_runs.fetch_add(1, std::memory_order_relaxed);
   const IsaKernels& k = kernels(cp.isa);
   const WinoTiles wt = wino_tiles(g.OH, g.OW);
+  // Rows of 4 tiles (8-wide outputs): two tile rows per vector (wino_in2 / wino_out2).
+  const bool two = wt.tw == 4;
+  const int64_t twr = two ? 4 : wt.twr;
   const int64_t pairs = (cp.Cg + 1) / 2, MB = (cp.M + kRows - 1) / kRows;
-  const int64_t HW = g.H * g.W, Wq = wt.twr + 1;
+  const int64_t HW = g.H * g.W, Wq = twr + 1;
   // A task: image n, tile rows [ty0, ty0 + R): about 128 tiles (measured best of 32-256).
-  const int64_t R = std::clamp<int64_t>(128 / wt.twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
-  const int64_t TB = round_up(R * wt.twr, kTile);  // tiles (words) per row of V and M
-  const int64_t nr = 2 * R + 2, plane = nr * Wq;  // padded input rows of a chunk
-  const int64_t zw = 2 * wt.twr;                 // int32 sums per output row in Z
+  const int64_t R = std::clamp<int64_t>(128 / twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
+  const int64_t TB = round_up(R * twr, kTile);  // tiles (words) per row of V and M
+  const int64_t nr = 2 * R + 4, plane = nr * Wq;  // padded input rows of a chunk
+  const int64_t zw = 2 * twr;                    // int32 sums per output row in Z
   // Strides between the 16 matrices of V and M, padded off multiples of 4 KB
   // (loads and stores 4 KB apart collide in the L1 cache).
   const int64_t vxs = pairs * TB + 16, mxs = kRows * TB + 16;
-  const int64_t s_planes = pairs * 2 * plane, s_v = 16 * vxs, s_m = 16 * mxs, s_z = 2 * R * zw;
+  const int64_t s_planes = pairs * 2 * plane, s_v = 16 * vxs, s_m = 16 * mxs, s_z = 2 * (R + 1) * zw;
   const char* xb = static_cast<const char*>(X.raw());
   char* yb = static_cast<char*>(Y.raw());
   const DType xd = X.dtype();
@@ -530,7 +683,8 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             const char* b = 2 * p + 1 < cp.Cg ? a + HW * xsize : nullptr;
             for (int64_t rw = 0; rw < 2; ++rw) {
               int32_t* dst = pl + (p * 2 + rw) * plane;
-              const int64_t used = 2 * rows + 2;
+              // (two: an odd last tile row is paired with one more, computed and dropped)
+              const int64_t used = 2 * (two ? round_up(rows, 2) : rows) + 2;
               const int64_t i_lo = std::clamp<int64_t>(cp.pt - r0, 0, used),
                             i_hi = std::clamp<int64_t>(g.H + cp.pt - r0, i_lo, used);
               const int64_t j_lo = std::min(Wq, ceil_div_pos(cp.pl - rw, 2));
@@ -545,12 +699,19 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             }
           }
           // Input transform: V[xi][p][t], t = tile row * twr + tile column.
-          const int64_t ntiles = rows * wt.twr;
+          const int64_t ntiles = rows * twr;
           for (int64_t p = 0; p < pairs; ++p) {
             const int32_t* e0 = pl + p * 2 * plane;
-            for (int64_t ty = 0; ty < rows; ++ty) {
-              k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, wt.twr,
-                        v + p * TB + ty * wt.twr, vxs);
+            if (two) {
+              for (int64_t ty = 0; ty < rows; ty += 2) {
+                k.wino_in2(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, v + p * TB + ty * twr,
+                           vxs);
+              }
+            } else {
+              for (int64_t ty = 0; ty < rows; ++ty) {
+                k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, twr,
+                          v + p * TB + ty * twr, vxs);
+              }
             }
             // The words of V past the tiles are read by the last micro-tile: zero.
             if (ntiles < TB) {
@@ -568,8 +729,14 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             // Output transform and the epilogue of those channels.
             for (int64_t r = 0; r < kRows && b * kRows + r < cp.M; ++r) {
               const int64_t m = b * kRows + r;
-              for (int64_t ty = 0; ty < rows; ++ty) {
-                k.wino_out(mb + r * TB + ty * wt.twr, mxs, wt.twr, z + 2 * ty * zw, zw);
+              if (two) {
+                for (int64_t ty = 0; ty < rows; ty += 2) {
+                  k.wino_out2(mb + r * TB + ty * twr, mxs, z + 2 * ty * zw, zw);
+                }
+              } else {
+                for (int64_t ty = 0; ty < rows; ++ty) {
+                  k.wino_out(mb + r * TB + ty * twr, mxs, twr, z + 2 * ty * zw, zw);
+                }
               }
               char* y = yb + ((n * cp.M + m) * g.OH + oh0) * g.OW * ysize;
               if (zw == g.OW) {
@@ -699,6 +866,13 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
   cp->depthwise = Cg == 1 && cp->Mg == 1;
   cp->wpack = cp->depthwise ? pack_depthwise(*w) : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  // One input channel per group (depthwise, or a stem over one channel, each
+  // input channel feeding Mg outputs): the paired-tap kernel where it applies.
+  if (Cg == 1 && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
+    cp->dw_pairs = true;
+    cp->dwP = (KW + 1) / 2;
+    cp->dw_pack = pack_dw_pairs(*w, KH, KW);
+  }
   cp->base.st = st;
   cp->base.dtype = out_dtype(a);
   cp->base.sum_bound = std::move(*bounds);
@@ -723,15 +897,23 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         Epilogue e = cp->base;
         e.set_bias(B);
         const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape());
+        if (cp->dw_pairs) return run_conv_dw_pairs(*cp, X, Y, e);
         if (cp->depthwise) return run_conv_depthwise(*cp, g, X, Y, e);
         if (cp->winograd && g.OH > 0 && g.OW > 0 && wino_worth(g.OW)) {
           return run_conv_winograd(*cp, g, X, Y, e);
+        }
+        if (cp->G == 1 && cp->KH == 1 && cp->KW == 1 && cp->sh == 1 && cp->sw == 1 &&
+            cp->pt == 0 && cp->pl == 0 && g.H == 1 && g.phases.size() == 1 &&
+            g.OW == g.W && g.W == X.dim(2) * X.dim(3)) {
+          return run_conv_pointwise(*cp, g, X, Y, e);
         }
         return run_conv_gemm(*cp, g, X, Y, e);
       });
 }
 
 int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed); }
+int64_t pointwise_runs() { return g_pointwise_runs.load(std::memory_order_relaxed); }
+int64_t depthwise_pairs_runs() { return g_dw_pairs_runs.load(std::memory_order_relaxed); }
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,
                                              const EvalFn& reference) {

@@ -126,6 +126,15 @@ void center_scalar(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t 
   });
 }
 
+void center_rows_scalar(const void* x, DType dtype, int32_t z, int64_t src_stride, int16_t* dst,
+                        int64_t dst_stride, int64_t rows, int64_t n) {
+  const int64_t es = static_cast<int64_t>(dtype_size(dtype));
+  for (int64_t r = 0; r < rows; ++r) {
+    center_scalar(static_cast<const char*>(x) + r * src_stride * es, dtype, z, dst + r * dst_stride,
+                  n);
+  }
+}
+
 void add8_scalar(const AddRequant& add, int64_t, int32_t, const void* a, DType at, const void* b,
                  DType bt, void* y, DType yt, int64_t n) {
   dispatch_small(at, [&](auto ta) {
@@ -197,6 +206,27 @@ void wino_out_scalar(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int6
   }
 }
 
+void wino_in2_scalar(const int32_t* e, const int32_t* o, int64_t rs, int32_t* v, int64_t xs) {
+  wino_in_scalar(e, o, rs, 4, v, xs);
+  wino_in_scalar(e + 2 * rs, o + 2 * rs, rs, 4, v + 4, xs);
+}
+
+void wino_out2_scalar(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
+  wino_out_scalar(m, xs, 4, z, zs);
+  wino_out_scalar(m + 4, xs, 4, z + 2 * zs, zs);
+}
+
+void quantize8_scalar(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax, void* y,
+                      DType yt, int64_t n) {
+  dispatch_small(yt, [&](auto t) {
+    using T = decltype(t);
+    T* q = static_cast<T*>(y);
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = static_cast<T>(quantize_value(x[i], scale, zp, qmin, qmax, RoundingMode::kHalfToEven));
+    }
+  });
+}
+
 void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,
                       int64_t pairs, int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs) {
   for (int64_t xi = 0; xi < 16; ++xi) {
@@ -207,6 +237,24 @@ void wino_gemm_scalar(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t 
         const int32_t wv = w[xi * w_xs + p * kRows + r];
         const int32_t* x = v + xi * v_xs + p * ld;
         for (int64_t t = 0; t < ntiles; ++t) acc[t] += pair_product(x[t], wv);
+      }
+    }
+  }
+}
+
+void dw_pairs_scalar(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                     int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                     int32_t* acc) {
+  for (int64_t oh = 0; oh < OH; ++oh, acc += ow) {
+    std::fill(acc, acc + ow, 0);
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int16_t* row = p + (oh * sh + kh * dh) * ps;
+      for (int64_t q = 0; q < P; ++q) {
+        const int32_t wq = w[kh * P + q];
+        for (int64_t j = 0; j < ow; ++j) {
+          const int16_t* x = row + sw * j + 2 * q;
+          acc[j] += x[0] * lo16(wq) + x[1] * hi16(wq);
+        }
       }
     }
   }
@@ -246,15 +294,28 @@ struct ReqRaw {
 };
 
 // requantize_float: f = float(acc) * scale, clamped to [qmin - zp, qmax - zp],
-// rounded half to even (nearbyint in the default FP mode), + zp.
+// rounded half to even, + zp. The clamp bounds are integers and rounding is
+// monotone, so clamping before or after the rounding is the same. vcvtps2dq
+// rounds as the reference's nearbyint does (the MXCSR mode, half to even by
+// default): no separate round instruction. f is never NaN (finite scale,
+// Epilogue::prepare).
 struct ReqFloat {
   __m256 s, lo, hi;
   __m256i zp;
+  // pack16 (8-bit and 16-bit outputs whose lo, hi and zp fit int16): the clamp
+  // to hi in float (above it vcvtps2dq would overflow to INT32_MIN), then
+  // vpackssdw, which sends that INT32_MIN (f below -2^31) to -32768, and the
+  // clamp to lo and + zp in int16 lanes, 16 at a time.
+  __m256i lo16, zp16;
   QEVAL_AVX2_INLINE __m256i operator()(__m256i a) const {
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(a), s);
     f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
-    const __m256 r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm256_add_epi32(_mm256_cvtps_epi32(r), zp);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(f), zp);
+  }
+  QEVAL_AVX2_INLINE __m256i pack16(__m256i a0, __m256i a1) const {
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a0), s), hi));
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a1), s), hi));
+    return _mm256_add_epi16(_mm256_max_epi16(_mm256_packs_epi32(q0, q1), lo16), zp16);
   }
 };
 
@@ -320,13 +381,52 @@ struct ReqDouble {
   }
 };
 
+// 16 outputs of two vectors of sums as int16 lanes in vpackssdw order (per
+// 128-bit half: 4 of a0, then 4 of a1): the requantization's own pack16 where
+// it has one, else its int32 results (already in the output's range) packed.
+template <typename R>
+QEVAL_AVX2_INLINE __m256i pack16(const R& req, __m256i a0, __m256i a1) {
+  if constexpr (requires { req.pack16(a0, a1); }) {
+    return req.pack16(a0, a1);
+  } else {
+    return _mm256_packs_epi32(req(a0), req(a1));
+  }
+}
+
+QEVAL_AVX2_INLINE __m256i load_biased(const int32_t* acc, __m256i b) {
+  return _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)), b);
+}
+
+// fast16: the outputs are 8/16-bit with lo, hi and zp in int16 (pack16 applies).
 template <typename T, typename R>
 QEVAL_AVX2_INLINE void finish_run(const R& req, int32_t bias, const int32_t* acc, int64_t n, T* dst,
-                                  int64_t stride) {
+                                  int64_t stride, bool fast16) {
   const __m256i b = _mm256_set1_epi32(bias);
-  for (int64_t i = 0; i < n; i += kLanes, dst += kLanes * stride) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i));
-    store8(req(_mm256_add_epi32(a, b)), dst, n - i < kLanes ? n - i : kLanes, stride);
+  int64_t i = 0;
+  if constexpr (sizeof(T) <= 2) {
+    if (stride == 1 && fast16) {
+      if constexpr (sizeof(T) == 1) {
+        // 32 outputs: two vpackssdw, one vpack[u]swb, then the dwords back in order.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+          const __m256i p0 = pack16(req, load_biased(acc + i, b), load_biased(acc + i + kLanes, b));
+          const __m256i p1 = pack16(req, load_biased(acc + i + 2 * kLanes, b), load_biased(acc + i + 3 * kLanes, b));
+          const __m256i q = std::is_same_v<T, int8_t> ? _mm256_packs_epi16(p0, p1)
+                                                      : _mm256_packus_epi16(p0, p1);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                              _mm256_permutevar8x32_epi32(q, order));
+        }
+      } else {
+        for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+          const __m256i p = pack16(req, load_biased(acc + i, b), load_biased(acc + i + kLanes, b));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                              _mm256_permute4x64_epi64(p, 0xD8));
+        }
+      }
+    }
+  }
+  for (dst += i * stride; i < n; i += kLanes, dst += kLanes * stride) {
+    store8(req(load_biased(acc + i, b)), dst, n - i < kLanes ? n - i : kLanes, stride);
   }
 }
 
@@ -340,6 +440,8 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
   const int32_t zp = e.st.y.z(), lo = e.st.y.qmin - zp, hi = e.st.y.qmax - zp;
   const __m256i vzp = _mm256_set1_epi32(zp), vlo = _mm256_set1_epi32(lo),
                 vhi = _mm256_set1_epi32(hi);
+  auto in16 = [](int64_t v) { return v >= INT16_MIN && v <= INT16_MAX; };
+  const bool fast16 = sizeof(T) <= 2 && in16(lo) && in16(hi) && in16(zp);
   for (int64_t r = 0; r < rows; ++r, acc += acc_stride, dst += chan_stride) {
     const int64_t c = c0 + r;
     if (!e.vec[c]) {
@@ -349,11 +451,13 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
     const ChannelRequant& cr = e.ch[c];
     const int32_t bias = static_cast<int32_t>(e.bias[c]);
     if constexpr (F == Form::kRaw) {
-      finish_run(ReqRaw{}, bias, acc, n, dst, stride);
+      finish_run(ReqRaw{}, bias, acc, n, dst, stride, fast16);
     } else if constexpr (F == Form::kFloat) {
       const ReqFloat req{_mm256_set1_ps(cr.fscale), _mm256_set1_ps(static_cast<float>(lo)),
-                         _mm256_set1_ps(static_cast<float>(hi)), vzp};
-      finish_run(req, bias, acc, n, dst, stride);
+                         _mm256_set1_ps(static_cast<float>(hi)), vzp,
+                         _mm256_set1_epi16(static_cast<int16_t>(fast16 ? lo : 0)),
+                         _mm256_set1_epi16(static_cast<int16_t>(fast16 ? zp : 0))};
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     } else if constexpr (F == Form::kDouble) {
       const ReqDouble req{_mm256_set1_epi64x(cr.m),
                           _mm256_set1_epi64x(int64_t{1} << 30),
@@ -363,7 +467,7 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
                           vhi,
                           vzp,
                           _mm_cvtsi32_si128(cr.shift - 31)};
-      finish_run(req, bias, acc, n, dst, stride);
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     } else {
       constexpr RoundingMode M = F == Form::kHalfUp     ? RoundingMode::kHalfUp
                                  : F == Form::kHalfAway ? RoundingMode::kHalfAwayFromZero
@@ -377,7 +481,7 @@ QEVAL_AVX2_INLINE void finish_rows(const Epilogue& e, int64_t c0, int64_t rows, 
                              vhi,
                              vzp,
                              _mm_cvtsi32_si128(cr.shift)};
-      finish_run(req, bias, acc, n, dst, stride);
+      finish_run(req, bias, acc, n, dst, stride, fast16);
     }
   }
 }
@@ -439,8 +543,8 @@ QEVAL_AVX2 void finish_avx2(const Epilogue& e, int64_t c0, int64_t rows, const i
 // MAC(c, a, b) adds the pair products of a and b to c.
 #define QEVAL_GEMM_TILE_BODY(MAC)                                                                  \
   __m256i c[kRows][kGroups];                                                                       \
-  for (int r = 0; r < kRows; ++r)                                                                  \
-    for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                            \
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                          \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();  \
   _Pragma("GCC unroll 2") for (int64_t kk = 0; kk < nkk; ++kk, w += kRows) {                       \
     const int64_t o = offs[kk];                                                                    \
     __m256i a[kGroups];                                                                            \
@@ -452,10 +556,10 @@ QEVAL_AVX2 void finish_avx2(const Epilogue& e, int64_t c0, int64_t rows, const i
       _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] = MAC(c[r][g], a[g], b);   \
     }                                                                                              \
   }                                                                                                \
-  for (int r = 0; r < kRows; ++r)                                                                  \
-    for (int g = 0; g < kGroups; ++g) {                                                            \
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * acc_stride + g * kLanes), c[r][g]); \
-    }
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                          \
+      _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                                  \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * acc_stride + g * kLanes), c[r][g]);   \
+  }
 
 #define QEVAL_MADD_AVX2(c, a, b) _mm256_add_epi32(c, _mm256_madd_epi16(a, b))
 QEVAL_AVX2 void gemm_tile_avx2(const int32_t* w, const int32_t* const* x, const int32_t* offs,
@@ -486,6 +590,79 @@ QEVAL_AVX2 void dw_row_avx2(const int32_t* x, const int32_t* offs, const int32_t
                           _mm256_set1_epi32(w[t]));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + l), c0);
+  }
+}
+
+// dw_pairs: 8 int16 pairs at p are 16 consecutive elements, one 256-bit load.
+// Stride 2: output j's tap pair q is the pair at 2j + 2q, so one load and one
+// vpmaddwd give 8 consecutive outputs. Stride 1: the pairs at j + 2q feed the
+// even outputs j0, j0 + 2, ... and those at j + 1 + 2q the odd ones; the two
+// vectors are interleaved into 16 consecutive outputs.
+template <bool fixed>
+QEVAL_AVX2_INLINE __m256i dw_weight(const __m256i* wv, const int32_t* w, int64_t t) {
+  if constexpr (fixed) {
+    return wv[t];
+  } else {
+    return _mm256_set1_epi32(w[t]);
+  }
+}
+
+template <int KHc, int Pc>
+QEVAL_AVX2_INLINE void dw_pairs_t(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                                  int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                                  int32_t* acc) {
+  constexpr bool fixed = KHc > 0;
+  if constexpr (fixed) KH = KHc, P = Pc;
+  __m256i wv[fixed ? KHc * Pc : 1];
+  if constexpr (fixed) {
+    for (int t = 0; t < KHc * Pc; ++t) wv[t] = _mm256_set1_epi32(w[t]);
+  }
+  for (int64_t oh = 0; oh < OH; ++oh, acc += ow) {
+    const int16_t* r0 = p + oh * sh * ps;
+    if (sw == 2) {
+      for (int64_t j = 0; j < ow; j += kLanes) {
+        __m256i c = _mm256_setzero_si256();
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int16_t* x = r0 + kh * dh * ps + 2 * j;
+          for (int64_t q = 0; q < P; ++q) {
+            c = _mm256_add_epi32(
+                c, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q)),
+                                     dw_weight<fixed>(wv, w, kh * P + q)));
+          }
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j), c);
+      }
+    } else {
+      for (int64_t j = 0; j < ow; j += 2 * kLanes) {
+        __m256i e = _mm256_setzero_si256(), o = e;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const int16_t* x = r0 + kh * dh * ps + j;
+          for (int64_t q = 0; q < P; ++q) {
+            const __m256i b = dw_weight<fixed>(wv, w, kh * P + q);
+            e = _mm256_add_epi32(
+                e, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q)), b));
+            o = _mm256_add_epi32(
+                o, _mm256_madd_epi16(
+                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 2 * q + 1)), b));
+          }
+        }
+        const __m256i lo = _mm256_unpacklo_epi32(e, o), hi = _mm256_unpackhi_epi32(e, o);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
+                            _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j + kLanes),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+      }
+    }
+  }
+}
+
+QEVAL_AVX2 void dw_pairs_avx2(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw,
+                              int64_t KH, int64_t P, const int32_t* w, int64_t OH, int64_t ow,
+                              int32_t* acc) {
+  if (KH == 3 && P == 2) {
+    dw_pairs_t<3, 2>(p, ps, sh, dh, sw, KH, P, w, OH, ow, acc);
+  } else {
+    dw_pairs_t<0, 0>(p, ps, sh, dh, sw, KH, P, w, OH, ow, acc);
   }
 }
 
@@ -529,6 +706,33 @@ QEVAL_AVX2_INLINE __m128i load8(const T* p, int64_t step) {
   }
 }
 
+// 4 elements p[0], p[step], ... as int16 lanes (the low 64 bits): step 1, or
+// 2 for 8-bit T (reading p[0 .. 7]).
+template <typename T>
+QEVAL_AVX2_INLINE __m128i load4(const T* p, int64_t step) {
+  if constexpr (std::is_same_v<T, int16_t>) {
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else {
+    __m128i v;
+    if (step == 1) {
+      int32_t w;
+      std::memcpy(&w, p, 4);
+      v = _mm_cvtsi32_si128(w);
+    } else {
+      const __m128i even = _mm_setr_epi8(0, 2, 4, 6, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+      v = _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), even);
+    }
+    if constexpr (std::is_same_v<T, int8_t>) return _mm_cvtepi8_epi16(v);
+    return _mm_cvtepu8_epi16(v);
+  }
+}
+template <typename T>
+QEVAL_AVX2_INLINE void pair4(const T* a, const T* b, __m128i zv, int64_t step, int32_t* dst) {
+  const __m128i va = _mm_sub_epi16(load4(a, step), zv);
+  const __m128i vb = b ? _mm_sub_epi16(load4(b, step), zv) : _mm_setzero_si128();
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(va, vb));
+}
+
 // 16 / 8 pair words from a[j * step] and b[j * step], j < 16 / 8.
 template <typename T>
 QEVAL_AVX2_INLINE void pair16(const T* a, const T* b, __m256i zv, int64_t step, int32_t* dst) {
@@ -547,8 +751,8 @@ QEVAL_AVX2_INLINE void pair8(const T* a, const T* b, __m128i zv, int64_t step, i
   _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4), _mm_unpackhi_epi16(va, vb));
 }
 
-// pair_row of one row in vectors of 16 or 8 words, the last one shifted back to
-// end with the row (rewriting some words with the same values); scalar below 8
+// pair_row of one row in vectors of 16, 8 or 4 words, the last one shifted back
+// to end with the row (rewriting some words with the same values); scalar below 4
 // words. A vector of W words at step 2 reads 2W source elements, one past the
 // last it uses: it runs only where that stays below `end`, the end of the
 // source tensor.
@@ -557,11 +761,17 @@ QEVAL_AVX2_INLINE void pair_row_t(const T* a, const T* b, int32_t z, int64_t ste
                                   int64_t n, const T* end) {
   const T* far = b ? b : a;  // the source further on
   const int64_t w = n >= 16 ? 16 : 8;
-  if ((step != 1 && (step != 2 || std::is_same_v<T, int16_t>)) || n < 8 || far + n * step > end) {
+  if ((step != 1 && (step != 2 || std::is_same_v<T, int16_t>)) || n < 4 || far + n * step > end) {
     pair_row_typed(a, b, z, step, dst, n);
     return;
   }
   const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  if (n < 8) {  // 4 to 7 words: two vectors of 4, the second ending with the row
+    pair4(a, b, _mm256_castsi256_si128(zv), step, dst);
+    pair4(a + (n - 4) * step, b ? b + (n - 4) * step : nullptr, _mm256_castsi256_si128(zv), step,
+          dst + n - 4);
+    return;
+  }
   for (int64_t j = 0; j < n; j += w) {
     const int64_t k = std::min(j, n - w);
     if (w == 16) {
@@ -647,6 +857,51 @@ QEVAL_AVX2 void center_avx2(const void* x, DType dtype, int32_t z, int16_t* dst,
   }
   center_scalar(static_cast<const char*>(x) + i * static_cast<int64_t>(dtype_size(dtype)), dtype, z,
                 dst + i, n - i);
+}
+
+// Rows of at least 4 elements in vectors of 16, 8 or 4, the last one shifted
+// back to end with the row (rewriting some elements with the same values);
+// shorter rows scalar.
+template <typename T>
+QEVAL_AVX2_INLINE void center_rows_t(const T* x, int32_t z, int64_t src_stride, int16_t* dst,
+                                     int64_t dst_stride, int64_t rows, int64_t n) {
+  const __m256i zv = _mm256_set1_epi16(static_cast<int16_t>(z));
+  for (int64_t r = 0; r < rows; ++r, x += src_stride, dst += dst_stride) {
+    if (n >= 16) {
+      for (int64_t i = 0;; i += 16) {
+        const int64_t at = std::min(i, n - 16);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + at),
+                            _mm256_sub_epi16(load16(x + at, 1), zv));
+        if (at == n - 16) break;
+      }
+    } else if (n >= 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                       _mm_sub_epi16(load8(x, 1), _mm256_castsi256_si128(zv)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + n - 8),
+                       _mm_sub_epi16(load8(x + n - 8, 1), _mm256_castsi256_si128(zv)));
+    } else if (n >= 4) {
+      const __m128i z4 = _mm256_castsi256_si128(zv);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_sub_epi16(load4(x, 1), z4));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + n - 4), _mm_sub_epi16(load4(x + n - 4, 1), z4));
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int16_t>(x[i] - z);
+    }
+  }
+}
+
+QEVAL_AVX2 void center_rows_avx2(const void* x, DType dtype, int32_t z, int64_t src_stride,
+                                 int16_t* dst, int64_t dst_stride, int64_t rows, int64_t n) {
+  switch (dtype) {
+    case DType::kInt8:
+      center_rows_t(static_cast<const int8_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+    case DType::kUInt8:
+      center_rows_t(static_cast<const uint8_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+    default:
+      center_rows_t(static_cast<const int16_t*>(x), z, src_stride, dst, dst_stride, rows, n);
+      return;
+  }
 }
 
 QEVAL_AVX2 void clamp_avx2(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n) {
@@ -814,7 +1069,7 @@ QEVAL_AVX2 void wino_in_avx2(const int32_t* e, const int32_t* o, int64_t rs, int
 QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t* z, int64_t zs) {
   for (int64_t tx = 0; tx < ntx; tx += kLanes) {
     __m256i s[4][2];
-    for (int i = 0; i < 4; ++i) {
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) {
       const int32_t* mi = m + 4 * i * xs + tx;
       const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
       const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
@@ -823,9 +1078,9 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
       s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
       s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
     }
-    for (int i = 0; i < 2; ++i) {
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; ++i) {
       __m256i y[2];
-      for (int j = 0; j < 2; ++j) {
+      _Pragma("GCC unroll 2") for (int j = 0; j < 2; ++j) {
         y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
                       : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
         y[j] = _mm256_srai_epi32(y[j], 2);
@@ -840,6 +1095,98 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
   }
 }
 
+// Two 128-bit loads (4 words of tile row ty, 4 of tile row ty + 1) as one vector.
+QEVAL_AVX2_INLINE __m256i load_4x2(const int32_t* a, const int32_t* b) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)), 1);
+}
+
+QEVAL_AVX2 void wino_in2_avx2(const int32_t* e, const int32_t* o, int64_t rs, int32_t* v,
+                              int64_t xs) {
+  __m256i c[4][4];
+  for (int k = 0; k < 4; ++k) {
+    const int32_t* ek = e + k * rs;
+    const int32_t* ok = o + k * rs;
+    const __m256i d0 = load_4x2(ek, ek + 2 * rs);
+    const __m256i d1 = load_4x2(ok, ok + 2 * rs);
+    const __m256i d2 = load_4x2(ek + 1, ek + 2 * rs + 1);
+    const __m256i d3 = load_4x2(ok + 1, ok + 2 * rs + 1);
+    c[k][0] = _mm256_sub_epi16(d0, d2);
+    c[k][1] = _mm256_add_epi16(d1, d2);
+    c[k][2] = _mm256_sub_epi16(d2, d1);
+    c[k][3] = _mm256_sub_epi16(d1, d3);
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + j * xs), _mm256_sub_epi16(c[0][j], c[2][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (4 + j) * xs),
+                        _mm256_add_epi16(c[1][j], c[2][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (8 + j) * xs),
+                        _mm256_sub_epi16(c[2][j], c[1][j]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + (12 + j) * xs),
+                        _mm256_sub_epi16(c[1][j], c[3][j]));
+  }
+}
+
+QEVAL_AVX2 void wino_out2_avx2(const int32_t* m, int64_t xs, int32_t* z, int64_t zs) {
+  __m256i s[4][2];
+  _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) {
+    const int32_t* mi = m + 4 * i * xs;
+    const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi));
+    const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + xs));
+    const __m256i m2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 2 * xs));
+    const __m256i m3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mi + 3 * xs));
+    s[i][0] = _mm256_add_epi32(_mm256_add_epi32(m0, m1), m2);
+    s[i][1] = _mm256_sub_epi32(_mm256_sub_epi32(m1, m2), m3);
+  }
+  _Pragma("GCC unroll 2") for (int i = 0; i < 2; ++i) {
+    __m256i y[2];
+    _Pragma("GCC unroll 2") for (int j = 0; j < 2; ++j) {
+      y[j] = i == 0 ? _mm256_add_epi32(_mm256_add_epi32(s[0][j], s[1][j]), s[2][j])
+                    : _mm256_sub_epi32(_mm256_sub_epi32(s[1][j], s[2][j]), s[3][j]);
+      y[j] = _mm256_srai_epi32(y[j], 2);
+    }
+    // Per 128-bit half (tile row): columns 2tx (y[0]) and 2tx + 1 (y[1]) interleaved.
+    const __m256i lo = _mm256_unpacklo_epi32(y[0], y[1]), hi = _mm256_unpackhi_epi32(y[0], y[1]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + i * zs),
+                        _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(z + (i + 2) * zs),
+                        _mm256_permute2x128_si256(lo, hi, 0x31));
+  }
+}
+
+// quantize_value with half-to-even rounding, 8 at a time: the same IEEE
+// division; vroundps in the current mode (nearbyint's); the clamp in float,
+// which is the reference's clamp of double(v) + zp as v is integer-valued (or
+// infinite) and qmin - zp, qmax - zp are exact; vmaxps returns its second
+// operand for a NaN first one, so NaN gives qmin, as in the reference.
+template <typename T>
+QEVAL_AVX2_INLINE void quantize8_t(const float* x, float scale, int32_t zp, int32_t qmin,
+                                   int32_t qmax, T* y, int64_t n) {
+  const __m256 s = _mm256_set1_ps(scale), lo = _mm256_set1_ps(static_cast<float>(qmin - zp)),
+               hi = _mm256_set1_ps(static_cast<float>(qmax - zp));
+  const __m256i z = _mm256_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);
+    v = _mm256_round_ps(v, _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    store8(_mm256_add_epi32(_mm256_cvtps_epi32(v), z), y + i, kLanes, 1);
+  }
+  for (; i < n; ++i) {
+    y[i] = static_cast<T>(quantize_value(x[i], scale, zp, qmin, qmax, RoundingMode::kHalfToEven));
+  }
+}
+
+QEVAL_AVX2 void quantize8_avx2(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax,
+                               void* y, DType yt, int64_t n) {
+  if (yt == DType::kInt8) {
+    quantize8_t(x, scale, zp, qmin, qmax, static_cast<int8_t*>(y), n);
+  } else {
+    quantize8_t(x, scale, zp, qmin, qmax, static_cast<uint8_t*>(y), n);
+  }
+}
+
 // wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, the loop kept
 // in one function (the GEMMs are short: K = the channel pairs).
 #define QEVAL_WINO_GEMM_BODY(MAC)                                                                 \
@@ -848,8 +1195,9 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
     for (int64_t t = 0; t < ntiles; t += kTile) {                                                 \
       const int32_t* x = v + xi * v_xs + t;                                                       \
       __m256i c[kRows][kGroups];                                                                  \
-      for (int r = 0; r < kRows; ++r)                                                             \
-        for (int g = 0; g < kGroups; ++g) c[r][g] = _mm256_setzero_si256();                       \
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
+          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] =                     \
+              _mm256_setzero_si256();                                                             \
       const int32_t* wp = wx;                                                                     \
       for (int64_t p = 0; p < pairs; ++p, x += ld, wp += kRows) {                                 \
         __m256i a[kGroups];                                                                       \
@@ -863,10 +1211,10 @@ QEVAL_AVX2 void wino_out_avx2(const int32_t* m, int64_t xs, int64_t ntx, int32_t
         }                                                                                         \
       }                                                                                           \
       int32_t* acc = m + xi * m_xs + t;                                                           \
-      for (int r = 0; r < kRows; ++r)                                                             \
-        for (int g = 0; g < kGroups; ++g) {                                                       \
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);    \
-        }                                                                                         \
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
+          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                             \
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);      \
+      }                                                                                           \
     }                                                                                             \
   }
 
@@ -1013,16 +1361,16 @@ Isa isa_of(KernelMode m) {
 
 const IsaKernels& kernels(Isa isa) {
   static const IsaKernels scalar{gemm_tile_scalar, dw_row_scalar,  finish_scalar,
-                                 pair_rows_scalar, center_scalar,  clamp_scalar,
+                                 pair_rows_scalar, center_scalar,  center_rows_scalar, clamp_scalar,
                                  add8_scalar,      wino_in_scalar, wino_out_scalar,
-                                 wino_gemm_scalar};
+                                 wino_gemm_scalar, dw_pairs_scalar, wino_in2_scalar, wino_out2_scalar, quantize8_scalar};
 #ifdef QEVAL_X86
-  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+  static const IsaKernels avx2{gemm_tile_avx2, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_avx2};
-  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2,
+                               wino_gemm_avx2, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2, quantize8_avx2};
+  static const IsaKernels vnni{gemm_tile_vnni, dw_row_avx2,  finish_avx2,  pair_rows_avx2, center_avx2, center_rows_avx2,
                                clamp_avx2,     add8_avx2,    wino_in_avx2, wino_out_avx2,
-                               wino_gemm_vnni};
+                               wino_gemm_vnni, dw_pairs_avx2, wino_in2_avx2, wino_out2_avx2, quantize8_avx2};
   if (isa == Isa::kAvx2) return avx2;
   if (isa == Isa::kAvx512Vnni) return vnni;
 #endif

@@ -109,6 +109,10 @@ struct IsaKernels {
                     int64_t lead, int64_t count, int64_t trail, const void* end);
   // dst[i] = x[i] - z for the n elements of an 8/16-bit array (results fit int16).
   void (*center)(const void* x, DType dtype, int32_t z, int16_t* dst, int64_t n);
+  // center over `rows` rows of n elements: row r of x at element r * src_stride
+  // of x, of dst at dst + r * dst_stride.
+  void (*center_rows)(const void* x, DType dtype, int32_t z, int64_t src_stride, int16_t* dst,
+                      int64_t dst_stride, int64_t rows, int64_t n);
   // y[i] = min(max(x[i], lo), hi) for n elements of an 8/16-bit dtype.
   void (*clamp)(const void* x, DType dtype, int32_t lo, int32_t hi, void* y, int64_t n);
   // y[i] = add.apply(a[i], b[i]) for n elements, a, b and y 8-bit; `round` and
@@ -133,6 +137,25 @@ struct IsaKernels {
   // w[(xi * w_xs) + p * kRows + r].
   void (*wino_gemm)(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs, int64_t pairs,
                     int64_t ld, int64_t ntiles, int32_t* m, int64_t m_xs);
+  // Depthwise convolution of one channel on its centred int16 plane (rows
+  // `ps` elements apart, padding 0), horizontal taps taken in pairs: for
+  // oh < OH, j < ow (a multiple of 16 for sw = 1, of 8 for sw = 2):
+  //   acc[oh * ow + j] = sum over kh < KH, q < P of the pair product of the
+  //   int16 pair (p[i], p[i + 1]), i = (oh * sh + kh * dh) * ps + sw * j + 2q,
+  //   and the word w[kh * P + q] = (w[kh][2q], w[kh][2q + 1] or 0).
+  void (*dw_pairs)(const int16_t* p, int64_t ps, int64_t sh, int64_t dh, int64_t sw, int64_t KH,
+                   int64_t P, const int32_t* w, int64_t OH, int64_t ow, int32_t* acc);
+  // wino_in2 / wino_out2: the same for rows of 4 tiles (8-wide outputs), two
+  // tile rows per vector of 8: tiles 0-3 are tile row ty (planes e, o), tiles
+  // 4-7 tile row ty + 1 (rows 2 .. 5 of e, o); their 8 outputs per row go to
+  // rows 0, 1 (tiles 0-3) and 2, 3 (tiles 4-7) of z.
+  void (*wino_in2)(const int32_t* e, const int32_t* o, int64_t row_stride, int32_t* v,
+                   int64_t xi_stride);
+  void (*wino_out2)(const int32_t* m, int64_t xi_stride, int32_t* z, int64_t z_stride);
+  // y[i] = quantize_value(x[i], scale, zp, qmin, qmax, kHalfToEven) for n
+  // floats, y of an 8-bit dtype yt.
+  void (*quantize8)(const float* x, float scale, int32_t zp, int32_t qmin, int32_t qmax, void* y,
+                    DType yt, int64_t n);
 };
 const IsaKernels& kernels(Isa isa);
 
@@ -157,6 +180,12 @@ std::optional<EvalFn> prepare_matmul(const KernelArgs& a, const OutStage& st,
 // How many convolutions have run through the Winograd kernel in this process
 // (tests check that their cases reach it).
 int64_t winograd_runs();
+// The same for the depthwise kernel with paired taps (undilated columns, column
+// stride 1 or 2; other depthwise convolutions take the per-tap kernel).
+int64_t depthwise_pairs_runs();
+// The same for the pointwise kernel (1x1, stride 1, no padding, one group: the
+// input re-laid out per task, span by span).
+int64_t pointwise_runs();
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);
