@@ -99,7 +99,7 @@ std::string diagnose_html(const RunInfo& run, const std::vector<JobResult>& jobs
                      100 * l.saturation, l.saturation > 0.01});
     }
     h += "<h3>Saturation (% of fp32 values outside the quantizer's range)</h3>\n" +
-         bar_chart("saturation", "saturation per layer", sat, 1.0, "%");
+         bar_chart("chart-saturation", "saturation per layer", sat, 1.0, "%");
     h += "<table class=\"layers\">\n<tr><th>value</th><th>op</th><th>cos</th><th>euclid</th><th>SQNR dB</th>"
          "<th>max LSB</th><th>fp32 min</th><th>fp32 max</th><th>saturation %</th><th>outlier</th><th>scale</th>"
          "<th>bits</th></tr>\n";
@@ -142,7 +142,7 @@ std::string diagnose_html(const RunInfo& run, const std::vector<JobResult>& jobs
     for (const Finding* f : sens) {
       bars.push_back({f->subject, f->detail, f->value2 - all_q, false});
     }
-    h += bar_chart("sensitivity", "metric gained per layer kept float", bars, 0.1, "");
+    h += bar_chart("chart-sensitivity", "metric gained per layer kept float", bars, 0.1, "");
     h += "<table class=\"sensitivity\">\n<tr><th>rank</th><th>layer</th><th>only this layer float</th>"
          "<th>only this layer quantized</th><th>output SQNR</th></tr>\n";
     for (const Finding* f : sens) {

@@ -78,8 +78,10 @@ check "the store holds every job (1 + 10 sensitivity + trials)" \
   bash -c "[ \$(grep '^jobs ' '$WORK/findings.txt' | cut -d' ' -f2) -ge 12 ]"
 check "layers carry their profile in the store" bash -c "[ \$(grep '^profiled ' '$WORK/findings.txt' | cut -d' ' -f2) -gt 0 ]"
 html="$WORK/broken/lenet5_broken-bm1690/report.html"
-check "the HTML report has the saturation chart" grep -q 'id="saturation"' "$html"
-check "the HTML report has the sensitivity chart with conv2" grep -q 'data-layer="conv2"' "$html"
+check "the HTML report has the saturation chart" grep -q 'id="chart-saturation"' "$html"
+check "the HTML report has the sensitivity chart with conv2" grep -q 'id="chart-sensitivity"' "$html"
+check "the sensitivity chart has a bar for conv2" grep -q 'data-layer="conv2"' "$html"
+check "every id in the report is unique" bash -c "[ -z \"\$(grep -o 'id=\"[^\"]*\"' '$html' | sort | uniq -d)\" ]"
 check "the HTML report shows the fix" grep -q 'class="fix"' "$html"
 
 # --- errors --------------------------------------------------------------------------
