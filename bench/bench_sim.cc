@@ -169,7 +169,7 @@ Graph one_node_graph(const Graph& g, const Node& n) {
 }
 
 struct Options {
-  std::string model, input, save_input;
+  std::string model, input, save_input, name;  // name: the model in the output ("" = the program's)
   int64_t batch = 1;
   int threads = 2, rounds = 5, layers = 0;
   double round_s = 1.0, warmup_s = 1.0;
@@ -178,6 +178,7 @@ struct Options {
 Status run(const Options& o) {
   tbb::global_control tc(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(o.threads));
   QEVAL_ASSIGN_OR_RETURN(Graph program, load_graph(o.model));
+  if (!o.name.empty()) program.name = o.name;
   auto meta = [&](const std::string& k) {
     auto it = program.metadata.find(k);
     return it == program.metadata.end() ? std::string() : it->second;
@@ -303,6 +304,7 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile)
       ->excludes(batch);
   app.add_option("--save-input", o.save_input, "write the batch as .npy (for the other peers)");
+  app.add_option("--name", o.name, "model name in the output (default: the program's graph name)");
   app.add_option("--threads", o.threads, "TBB worker threads (tbb::global_control)")->check(CLI::Range(1, 256));
   app.add_option("--rounds", o.rounds, "timed rounds; images/s is their median")->check(CLI::Range(1, 1000));
   app.add_option("--round-seconds", o.round_s, "minimum length of a round (whole runs)")

@@ -41,6 +41,7 @@ except ImportError as e:
           file=sys.stderr)
     sys.exit(77)
 import zoo_torch  # models/peers: the zoo's PyTorch mirrors
+import fullsize  # models/peers: torchvision resnet18 / mobilenet_v2, the YOLOv5s-style detector
 
 # ZOO.md's input normalisation; the mirror's input size gives the padding.
 MEAN, STD = 0.2860, 0.3530
@@ -92,7 +93,14 @@ CL = torch.channels_last
 
 
 def build_model(name, weights):
-    """The mirror (channels-last), with the baseline's weights when given; and a note saying which."""
+    """The mirror (channels-last), with the baseline's weights when given; and a note saying which.
+    Full-size models (models/peers/fullsize.py) take the state dict export wrote (NAME.pt)."""
+    if name in fullsize.MODELS:
+        model = fullsize.build(name)
+        if weights:
+            model.load_state_dict(torch.load(weights))
+        model = model.to(memory_format=CL)
+        return model, fullsize.MODELS[name], f"weights of {os.path.basename(weights)}" if weights else "random init"
     model, size = zoo_torch.build(name)
     model = model.to(memory_format=CL)
     if not weights:
@@ -161,12 +169,16 @@ def infer(a):
     model, size, note = build_model(a.model, a.weights)
     model.eval()
     if a.peer == "int8":
-        imgs, _ = fashion_mnist("train", 60000)
-        calib = zoo_inputs(imgs[:: len(imgs) // 512][:512], size).contiguous(memory_format=CL)
+        if a.calib:  # full-size models: calibrate on the images qeval calibrated on
+            calib = torch.from_numpy(np.load(a.calib)).contiguous(memory_format=CL)
+        else:
+            imgs, _ = fashion_mnist("train", 60000)
+            calib = zoo_inputs(imgs[:: len(imgs) // 512][:512], size).contiguous(memory_format=CL)
         model = prepare_fx(fusable(model), tq.get_default_qconfig_mapping("onednn"), example_inputs=(x[:1],))
         with torch.inference_mode():
-            for b in range(0, len(calib), 128):
-                model(calib[b:b + 128])
+            step = 8 if a.calib else 128  # 640x640 batches of 128 would take 20 GB
+            for b in range(0, len(calib), step):
+                model(calib[b:b + step])
         model = convert_fx(model)
 
     def run():
@@ -271,12 +283,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", required=True, choices=sorted(zoo_torch.MODELS))
-    common.add_argument("--weights", help="fp32 baseline .qmodel (qeval train --out)")
+    common.add_argument("--model", required=True, choices=sorted(zoo_torch.MODELS) + sorted(fullsize.MODELS))
+    common.add_argument("--weights", help="fp32 baseline .qmodel (qeval train --out); full-size models: NAME.pt")
     common.add_argument("--threads", type=int, default=2)
     i = sub.add_parser("infer", parents=[common])
     i.add_argument("--input", required=True, help="float32 [N, C, H, W] .npy (bench_sim --save-input)")
     i.add_argument("--peer", required=True, choices=["int8", "fp32"])
+    i.add_argument("--calib", default="", help="float32 .npy of calibration images (default: Fashion-MNIST)")
     i.add_argument("--rounds", type=int, default=5)
     i.add_argument("--round-seconds", type=float, default=1.0)
     i.add_argument("--warmup-seconds", type=float, default=1.0)

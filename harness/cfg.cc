@@ -25,7 +25,7 @@ const std::vector<std::string> kCfgKeys = {
     "model", "model_path", "qat_model_path", "dataset", "test_input", "input_shapes", "resize_dims",
     "mean", "scale", "pixel_format", "channel_format", "keep_aspect_ratio", "int8_sym_tolerance",
     "int8_asym_tolerance", "debug_cmd", "task", "metric_tolerance", "fast_test_count", "chip", "quant",
-    "qat", "name", "base"};
+    "qat", "name", "base", "calibration_dataset"};
 // clang-format on
 const std::vector<std::string> kPreprocessKeys = {
     "input_shapes", "resize_dims", "mean", "scale", "pixel_format", "channel_format", "keep_aspect_ratio"};
@@ -33,7 +33,7 @@ const std::vector<std::string> kMetricKeys = {"top1_drop", "top5_drop", "map_rat
 const std::vector<std::string> kListKeys = {"models", "chips", "fast_test_count", "description"};
 const std::vector<std::string> kEntryKeys = {"cfg", "chip", "fast_test_count"};
 const std::vector<std::string> kSections = {"DEFAULT", "quant", "qat", "metric_tolerance"};
-const std::vector<std::string> kTasks = {"classify", "detect"};
+const std::vector<std::string> kTasks = {"classify", "detect", "raw"};
 
 // String-valued keys; the path keys among them resolve against the cfg's folder.
 // clang-format off
@@ -41,9 +41,10 @@ const std::map<std::string, std::string ModelCfg::*> kStringKeys = {
     {"name", &ModelCfg::name}, {"model", &ModelCfg::model}, {"model_path", &ModelCfg::model_path},
     {"qat_model_path", &ModelCfg::qat_model_path}, {"task", &ModelCfg::task},
     {"dataset", &ModelCfg::dataset}, {"test_input", &ModelCfg::test_input},
-    {"debug_cmd", &ModelCfg::debug_cmd}};
+    {"debug_cmd", &ModelCfg::debug_cmd}, {"calibration_dataset", &ModelCfg::calibration_dataset}};
 // clang-format on
-const std::vector<std::string> kPathKeys = {"model_path", "qat_model_path", "dataset", "test_input"};
+const std::vector<std::string> kPathKeys = {"model_path", "qat_model_path", "dataset", "test_input",
+                                           "calibration_dataset"};
 
 bool contains(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -432,7 +433,7 @@ Result<ModelCfg> read_model_cfg(const YAML::Node& root, const std::string& src) 
       if (k == "task" && !s.empty() && !contains(kTasks, s)) {
         const std::string hint = did_you_mean(s, kTasks);
         return yaml::at(at, src,
-                        invalid_argument("task: '{}' (allowed: classify, detect{})", s,
+                        invalid_argument("task: '{}' (allowed: classify, detect, raw{})", s,
                                          hint.empty() ? "" : "; did you mean '" + hint + "'?"));
       }
       if (k == "model_path" && s.rfind("zoo:", 0) == 0) {  // a zoo model, not a file

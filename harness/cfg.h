@@ -67,8 +67,13 @@ struct ModelCfg {
   std::string model;         // zoo model (`model`); "" when model_path is a file of its own
   std::string model_path;    // fp32 model file (.qmodel float graph, .onnx, .pt); "" = zoo baseline
   std::string qat_model_path;  // already quantized model (.qmodel / QDQ .onnx) or a folder holding one
-  std::string task;          // classify | detect ("" = from the zoo model)
+  // classify | detect | raw ("" = from the zoo model; an external model without `model`:
+  // classify). raw: no post-processing; the job scores the outputs' similarity to fp32.
+  std::string task;
   std::string dataset;       // ImageFolder root ("" = the zoo model's own test set)
+  // ImageFolder that calibration and QAT read, through the cfg's preprocessing
+  // ("" = `dataset` for an external model, the zoo model's training set otherwise).
+  std::string calibration_dataset;
   std::string test_input;    // one image for the per-layer comparison ("" = first eval sample)
   std::vector<std::string> chips;   // `chip`: one name or a list ("" = from the list file / bm1690)
   int64_t fast_test_count = 30;

@@ -207,7 +207,7 @@ TEST_F(CfgTest, TolerancesAreChecked) {
 TEST_F(CfgTest, OtherValuesAreChecked) {
   const std::string p = path("o.cfg");
   EXPECT_EQ(error_of("o.cfg", "task = clasify\n"),
-            p + ":1: task: 'clasify' (allowed: classify, detect; did you mean 'classify'?)");
+            p + ":1: task: 'clasify' (allowed: classify, detect, raw; did you mean 'classify'?)");
   EXPECT_EQ(error_of("o.cfg", "\nfast_test_count = 0\n"),
             p + ":2: fast_test_count: '0' is not an integer >= 1");
   EXPECT_EQ(error_of("o.cfg", "fast_test_count = 3.5\n"),

@@ -156,6 +156,7 @@ Result<JobSpec> job_spec_from_json(const std::string& text, const std::string& s
 
 std::string format_metric(const std::string& metric, double v, bool sign) {
   if (std::isnan(v)) return "-";
+  if (metric.starts_with("aligned_")) return fmt::format("{:.0f}", v);  // element counts
   const int d = metric.starts_with("top") ? 2 : 4;
   return sign ? fmt::format("{:+.{}f}", v, d) : fmt::format("{:.{}f}", v, d);
 }

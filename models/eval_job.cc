@@ -23,6 +23,7 @@
 #include "models/quantize.h"
 #include "models/torchscript_import.h"
 #include "models/train_loop.h"
+#include "quant/aligned.h"
 #include "simulator/onnx_import.h"
 #include "simulator/program.h"
 
@@ -49,12 +50,15 @@ class Job {
 
  private:
   void stage(const std::string& what);
+  Result<ZooModel> external_model();
+  Result<Tensor> calibration_images();
   Status load_fp32(JobResult& r);
   Status quantize(JobResult& r);
   Status load_eval_data();
   Status make_models();
   Status evaluate(JobResult& r);
   Status compare_layers(JobResult& r);
+  Status check_aligned(const std::map<std::string, Tensor>& senv, JobResult& r);
   void gate(JobResult& r);
 
   JobSpec spec_;
@@ -73,6 +77,10 @@ class Job {
   // Outputs of both models on x_.
   torch::Tensor out_fp32_, out_int8_;
   SimilarityTolerance sim_tol_;
+  // A model from model_path without a zoo `model`: calibrated, fine-tuned
+  // (distillation) and scored on the cfg's ImageFolder (docs/fullsize.md).
+  bool external_ = false;
+  std::string aligned_first_bad_;  // the first value where aligned and simulator differ
 };
 
 void Job::stage(const std::string& what) {
@@ -91,6 +99,44 @@ ZooModel fast_recipe(ZooModel m) {
     m.recipe.epochs = 1;
   }
   return m;
+}
+
+// A model file without a zoo `model` (a torchvision export, the user's own
+// network): its input shape comes from input_shapes or the file, its classes from
+// its output, and its data from the cfg's ImageFolder.
+Result<ZooModel> Job::external_model() {
+  ZooModel m;
+  m.name = cfg_.name;
+  m.task = cfg_.task.empty() ? "classify" : cfg_.task;
+  m.dataset = "image-folder";
+  m.num_classes = std::numeric_limits<int>::max();  // from the output once loaded
+  m.description = "external model " + cfg_.model_path;
+  if (m.task == "detect") {
+    return unsupported("{}: task: detect scores det_tiny's head layout (models/detect.h); score another "
+                       "detector's raw outputs with task: raw", cfg_.path);
+  }
+  if (cfg_.dataset.empty()) {
+    return invalid_argument("{}: dataset: not set; a model_path without a zoo `model` is calibrated, fine-tuned "
+                            "and scored on an ImageFolder (dataset: DIR, or model: ZOO_NAME)", cfg_.path);
+  }
+  QEVAL_ASSIGN_OR_RETURN(PreprocessConfig p, parse_preprocess_config(cfg_.preprocess, cfg_.path));
+  if (p.input_shape.size() == 4) m.input_shape = Shape(p.input_shape.begin(), p.input_shape.end());
+  return m;
+}
+
+// The calibration / QAT images: calibration_dataset (else dataset), every image,
+// through the cfg's preprocessing.
+Result<Tensor> Job::calibration_images() {
+  const std::string& root = cfg_.calibration_dataset.empty() ? cfg_.dataset : cfg_.calibration_dataset;
+  const char* field = cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset";
+  if (root.empty()) return invalid_argument("{}: calibration_dataset: not set", cfg_.path);
+  QEVAL_ASSIGN_OR_RETURN(PreprocessConfig p, parse_preprocess_config(cfg_.preprocess, cfg_.path));
+  if (p.input_shape.empty()) p.input_shape = zoo_.input_shape;
+  QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, in_field(scan_image_folder(root), cfg_.path, field));
+  std::vector<std::string> paths;
+  for (const auto& smp : folder.samples) paths.push_back(smp.path);
+  stage(fmt::format("calibration images: {} from {}", paths.size(), root));
+  return in_field(load_and_preprocess(paths, p), cfg_.path, field);
 }
 
 Status Job::load_fp32(JobResult& r) {
@@ -200,12 +246,19 @@ Status Job::quantize(JobResult& r) {
     qo.train_limit = task_ == "detect" ? 500 : 2048;
   }
   if (!qo.ptq_only && qo.cfg.qat.epochs < 1) qo.cfg.qat.epochs = 1;
+  std::string calib_key;
+  if (external_ || !cfg_.calibration_dataset.empty()) {
+    QEVAL_ASSIGN_OR_RETURN(Tensor ci, calibration_images());
+    calib_key = fmt::format(";calib={:016x}", XXH64(ci.raw(), ci.nbytes(), 0));
+    qo.train_images = std::move(ci);
+    qo.distill = true;
+  }
   QEVAL_ASSIGN_OR_RETURN(std::string fp32_bytes, graph_to_bytes(fp32_));
   const std::string canon =
-      fmt::format("{};fp32={:016x};chip={};mode={};{};train_limit={}{}", kQuantCodeVersion,
+      fmt::format("{};fp32={:016x};chip={};mode={};{};train_limit={}{}{}", kQuantCodeVersion,
                   XXH64(fp32_bytes.data(), fp32_bytes.size(), 0), profile_.name, spec_.mode,
                   describe(qo.cfg.quant, qo.cfg.qat), qo.train_limit,
-                  threads_key(qo.threads) + device_key(spec_.device));
+                  threads_key(qo.threads) + device_key(spec_.device), calib_key);
   const std::string key = fmt::format("{:016x}", XXH64(canon.data(), canon.size(), 0));
   const fs::path dir = fs::path(cache_root()) / "quant" / fmt::format("{}-{}-{}", zoo_.name, profile_.name, key);
   const fs::path qmodel = dir / (zoo_.name + ".qmodel");
@@ -275,7 +328,7 @@ Status Job::load_eval_data() {
     pc = p;
   }
   if (!cfg_.dataset.empty()) {
-    if (task_ != "classify") {
+    if (task_ != "classify" && !external_) {
       return unsupported("{}: dataset: a folder dataset is read for classifiers (ImageFolder); {} scores its "
                          "synthetic scenes (leave dataset unset)", cfg_.path, zoo_.name);
     }
@@ -382,7 +435,7 @@ Status Job::evaluate(JobResult& r) {
     QEVAL_ASSIGN_OR_RETURN(auto sq, score_det_heads(boxes_, out_int8_));
     r.metrics.push_back(metric("mAP", sq[0], sf[0]));
     r.metrics.push_back(metric("mAP50", sq[1], sf[1]));
-  } else {
+  } else if (task_ == "classify") {
     auto topk = [&](const torch::Tensor& logits, int k) {
       torch::Tensor top = std::get<1>(logits.topk(std::min<int64_t>(k, logits.size(1)), 1));
       return 100.0 * top.eq(labels_.unsqueeze(1)).sum().item<double>() / n;
@@ -493,6 +546,41 @@ Status Job::compare_layers(JobResult& r) {
     }
     r.layers.push_back(l);
   }
+  return check_aligned(senv, r);
+}
+
+// The deploy-aligned forward (quant/aligned.h: the QAT model evaluated with the
+// deployed integer arithmetic on LibTorch) against the simulator, on the same
+// samples: every integer activation must be equal (metric aligned_mismatch, gated
+// at 0). A program the aligned forward cannot run (a float-format profile) is
+// reported and not gated.
+Status Job::check_aligned(const std::map<std::string, Tensor>& senv, JobResult& r) {
+  stage("deploy-aligned vs simulator");
+  torch::NoGradGuard ng;
+  auto al = run_deploy_aligned(program_, profile_, {{program_.inputs.at(0), compare_x_}}, true);
+  if (!al.is_ok()) {
+    std::cerr << fmt::format("[{}] deploy-aligned comparison skipped: {}\n", spec_.id, al.status().message());
+    return Status::ok();
+  }
+  int64_t elements = 0, mismatched = 0, values = 0;
+  std::string first_bad;
+  for (const auto& [name, vi] : program_.values) {
+    if (!vi.quant || program_.is_constant(name)) continue;
+    auto s = senv.find(name);
+    auto a = al->find(name);
+    if (s == senv.end() || a == al->end() || s->second.dtype() == DType::kFloat32) continue;
+    torch::Tensor d = a->second.to(torch::kInt64).flatten().ne(to_torch(s->second).to(torch::kInt64).flatten());
+    const int64_t bad = d.sum().item<int64_t>();
+    if (bad > 0 && first_bad.empty()) first_bad = name;
+    elements += d.numel();
+    mismatched += bad;
+    ++values;
+  }
+  std::cerr << fmt::format("[{}] deploy-aligned vs simulator: {} of {} integer elements differ ({} values){}\n",
+                           spec_.id, mismatched, elements, values, first_bad.empty() ? "" : ", first: " + first_bad);
+  r.metrics.push_back(metric("aligned_elements", static_cast<double>(elements)));
+  r.metrics.push_back(metric("aligned_mismatch", static_cast<double>(mismatched)));
+  aligned_first_bad_ = first_bad;
   return Status::ok();
 }
 
@@ -519,6 +607,10 @@ void Job::gate(JobResult& r) {
       const double ratio = m.baseline > 0 ? m.value / m.baseline : (m.value >= 0 ? 1.0 : 0.0);
       check(m, ratio >= t.map_ratio - 1e-12, fmt::format("ratio >= {:.4f}", t.map_ratio));
       m.allowed_drop = (1.0 - t.map_ratio) * m.baseline;
+    }
+    if (m.name == "aligned_mismatch") {
+      check(m, m.value == 0, fmt::format("== 0 (deploy-aligned QAT vs simulator{})",
+                                         aligned_first_bad_.empty() ? "" : "; first: " + aligned_first_bad_));
     }
     if (m.name == "mAP" && t.map_drop >= 0) {
       check(m, drop <= t.map_drop + 1e-12, fmt::format("drop <= {:.4f}", t.map_drop));
@@ -557,11 +649,16 @@ Status Job::run(JobResult& r) {
     auto it = g.metadata.find("zoo_model");
     if (it != g.metadata.end()) zoo_name = it->second;
   }
-  if (zoo_name.empty()) {
-    return invalid_argument("{}: model: not set; name the zoo model (model: resnet8), whose training data "
-                            "calibration and QAT use", cfg_.path);
+  if (zoo_name.empty() && cfg_.model_path.empty()) {
+    return invalid_argument("{}: model: not set; name the zoo model (model: resnet8), or give model_path "
+                            "(a float .onnx, .pt or .qmodel) and dataset (an ImageFolder)", cfg_.path);
   }
-  QEVAL_ASSIGN_OR_RETURN(zoo_, in_field(zoo_model(zoo_name), cfg_.path, "model"));
+  external_ = zoo_name.empty();
+  if (external_) {
+    QEVAL_ASSIGN_OR_RETURN(zoo_, external_model());
+  } else {
+    QEVAL_ASSIGN_OR_RETURN(zoo_, in_field(zoo_model(zoo_name), cfg_.path, "model"));
+  }
   task_ = cfg_.task.empty() ? zoo_.task : cfg_.task;
   if (task_ != zoo_.task) {
     return invalid_argument("{}: task: {} but {} is a {} model", cfg_.path, task_, zoo_.name, zoo_.task);
@@ -579,6 +676,27 @@ Status Job::run(JobResult& r) {
   }
   QEVAL_RETURN_IF_ERROR(check_device(spec_.device).with_context("--device"));
   QEVAL_RETURN_IF_ERROR(load_fp32(r));
+  if (external_) {
+    // Input shape (batch 1) from the model file when input_shapes did not give it;
+    // a classifier's class count from its output.
+    if (zoo_.input_shape.empty() && !fp32_.inputs.empty()) {
+      zoo_.input_shape = fp32_.value(fp32_.inputs[0]).shape;
+      if (!zoo_.input_shape.empty()) zoo_.input_shape[0] = 1;
+    }
+    if (zoo_.input_shape.size() != 4 || *std::min_element(zoo_.input_shape.begin(), zoo_.input_shape.end()) < 1) {
+      return invalid_argument("{}: input_shapes: not set and {} does not fix its input shape (input_shapes: "
+                              "[[1,3,224,224]])", cfg_.path, cfg_.model_path);
+    }
+    // A free batch dimension (an ONNX dim_param) is fixed at 1 like the zoo graphs';
+    // lowering frees it again (lower_batch_free).
+    if (fp32_.inputs.size() == 1) {
+      ValueInfo& in = fp32_.value(fp32_.inputs[0]);
+      if (in.shape.size() == 4 && in.shape[0] < 0) in.shape[0] = 1;
+      QEVAL_RETURN_IF_ERROR(fp32_.infer_shapes().with_context(cfg_.model_path));
+    }
+    const ValueInfo* out = fp32_.outputs.empty() ? nullptr : fp32_.find_value(fp32_.outputs[0]);
+    if (task_ == "classify" && out && out->shape.size() == 2 && out->shape[1] > 0) zoo_.num_classes = out->shape[1];
+  }
   QEVAL_RETURN_IF_ERROR(quantize(r));
   QEVAL_RETURN_IF_ERROR(load_eval_data());
   QEVAL_RETURN_IF_ERROR(evaluate(r));

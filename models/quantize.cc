@@ -196,14 +196,24 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
   fs::create_directories(opts.out_dir, ec);
   if (ec) return io_error("{}: cannot create output folder: {}", opts.out_dir, ec.message());
 
-  QEVAL_ASSIGN_OR_RETURN(ImageSet train, load_fashion_mnist("train", opts.data_root));
   torch::Tensor xtr, ytr, xte, yte;
   DetSceneSet scenes;
-  if (detect) {
+  const bool distill = opts.distill || opts.train_images.has_value();
+  if (opts.train_images) {
+    if (evaluate) {
+      return invalid_argument("{}: a model with its own calibration images is scored by run_eval "
+                              "(QuantizeOptions.evaluate = false)", model.name);
+    }
+    xtr = to_torch(*opts.train_images).to(torch::kFloat32);
+    if (opts.train_limit > 0 && xtr.size(0) > opts.train_limit) xtr = xtr.slice(0, 0, opts.train_limit);
+    if (xtr.size(0) == 0) return invalid_argument("{}: no calibration images", model.name);
+  } else if (detect) {
+    QEVAL_ASSIGN_OR_RETURN(ImageSet train, load_fashion_mnist("train", opts.data_root));
     const int64_t count = opts.train_limit > 0 ? opts.train_limit : kDetDefaultTrainScenes;
     QEVAL_ASSIGN_OR_RETURN(scenes, make_det_scenes(train, kDetTrainSeedBase + opts.seed, count, model));
     xtr = scenes.images;
   } else {
+    QEVAL_ASSIGN_OR_RETURN(ImageSet train, load_fashion_mnist("train", opts.data_root));
     xtr = classifier_inputs(train, model, opts.train_limit);
     ytr = labels_of(train, opts.train_limit);
   }
@@ -289,13 +299,20 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
     lo.checkpoint_dir = (fs::path(opts.out_dir) / "checkpoints").string();
     lo.resume = opts.resume;
     lo.dist = opts.dist;
-    const bool hflip = r.hflip;
+    const bool hflip = r.hflip && !distill;
     QatModule* m = qat.get();
-    BatchLossFn loss_fn = [&, m](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
+    std::unique_ptr<GraphModule> teacher;  // the fp32 model the distillation loss follows
+    if (distill) {
+      QEVAL_ASSIGN_OR_RETURN(teacher, GraphModule::create(fp32, true));
+      QEVAL_RETURN_IF_ERROR(teacher->to_device(device));
+      teacher->train(false);
+    }
+    GraphModule* t = teacher.get();
+    BatchLossFn loss_fn = [&, m, t](const std::vector<int64_t>& idx, uint64_t rng, int64_t first) {
       torch::Tensor ii = torch::tensor(idx, torch::kInt64);
       torch::Tensor xb;
       DetBatch db;
-      if (detect) {
+      if (detect && !t) {
         db = det_batch(scenes, idx, rng, hflip, first);
         xb = db.images;
       } else {
@@ -305,9 +322,20 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
       xb = GraphModule::to_channels_last(xb);
       auto out = m->forward({xb});
       if (!out.is_ok()) throw std::runtime_error(out.status().message());
-      torch::Tensor loss = detect ? det_loss((*out)[0], db)
-                                  : torch::nn::functional::cross_entropy((*out)[0],
-                                                                         ytr.index_select(0, ii).to((*out)[0].device()));
+      torch::Tensor loss;
+      if (t) {
+        torch::Tensor target;
+        {
+          torch::NoGradGuard ng;
+          auto tout = t->forward({xb});
+          if (!tout.is_ok()) throw std::runtime_error(tout.status().message());
+          target = (*tout)[0].detach();
+        }
+        loss = torch::mse_loss((*out)[0], target);
+      } else {
+        loss = detect ? det_loss((*out)[0], db)
+                      : torch::nn::functional::cross_entropy((*out)[0], ytr.index_select(0, ii).to((*out)[0].device()));
+      }
       if (!std::isfinite(loss.item<double>())) {
         // Find the first layer with non-finite values, then stop with a hint.
         m->set_check_finite(true);
@@ -321,9 +349,10 @@ Result<QuantizeResult> quantize_zoo_model(const ZooModel& model, const Graph& fp
       m->step();
       return loss;
     };
-    note(opts.progress, fmt::format("[quantize {}] QAT: {} epoch(s), lr {} ({}), batch {}, fake quant {} / weights {}",
+    note(opts.progress, fmt::format("[quantize {}] QAT: {} epoch(s), lr {} ({}), batch {}, fake quant {} / weights {}, "
+                                    "loss {}",
                                     model.name, epochs, qc.lr, qc.schedule, qc.batch, qc.fake_quant,
-                                    qc.weight_fake_quant));
+                                    qc.weight_fake_quant, distill ? "distillation (MSE to fp32 outputs)" : "task"));
     QEVAL_ASSIGN_OR_RETURN(LoopResult loop, run_train_loop(*qat, qm, xtr.size(0), loss_fn, lo));
     res.did_qat = true;
     res.qat_epoch_loss = loop.epoch_loss;

@@ -9,6 +9,7 @@
 // checkpoints under checkpoints/ (resumable).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,13 @@ struct QuantizeOptions {
   std::shared_ptr<const Distributed> dist;
   // LibTorch device of calibration and QAT ("cpu", "cuda", "cuda:N"; docs/cuda.md).
   std::string device = "cpu";
+  // Calibration and QAT images of a model from outside the zoo (an ImageFolder read
+  // through the cfg's preprocessing; float NCHW). Set: used instead of the zoo
+  // model's training set, and QAT distils (below): the images carry no usable labels.
+  std::optional<Tensor> train_images;
+  // QAT loss: the mean squared error between the QAT model's outputs and the fp32
+  // model's on the same batch (label-free distillation) instead of the task loss.
+  bool distill = false;
 };
 
 // Disagreement of one integer activation between a QAT forward and the simulator.

@@ -203,6 +203,33 @@ class Exporter {
         break;
       case OpKind::kRelu: o = op("Relu", n.name, ins, tmp); break;
       case OpKind::kSigmoid: o = op("Sigmoid", n.name, ins, tmp); break;
+      case OpKind::kSiLU: {  // x * Sigmoid(x), as torch.onnx writes nn.SiLU (the importer fuses it back)
+        op("Sigmoid", n.name + "_sigmoid", ins, tmp + "_sigmoid");
+        o = op("Mul", n.name, {ins[0], tmp + "_sigmoid"}, tmp);
+        break;
+      }
+      case OpKind::kUpsample: {  // nearest, integer scales: Resize (opset 13) with a scales input
+        const auto sc = n.attr_ints("scales", {1, 1});
+        Tensor t(DType::kFloat32, {4});
+        const float v[4] = {1.0f, 1.0f, static_cast<float>(sc.at(0)), static_cast<float>(sc.at(1))};
+        for (int i = 0; i < 4; ++i) t.data<float>()[i] = v[i];
+        ins.push_back("");  // roi
+        ins.push_back(initializer(n.name + "_scales", t, {4}));
+        o = op("Resize", n.name, ins, tmp);
+        auto* m = o->add_attribute();
+        m->set_name("mode");
+        m->set_type(onnx::AttributeProto::STRING);
+        m->set_s("nearest");
+        auto* c = o->add_attribute();
+        c->set_name("coordinate_transformation_mode");
+        c->set_type(onnx::AttributeProto::STRING);
+        c->set_s("asymmetric");
+        auto* f = o->add_attribute();
+        f->set_name("nearest_mode");
+        f->set_type(onnx::AttributeProto::STRING);
+        f->set_s("floor");
+        break;
+      }
       case OpKind::kRelu6:
       case OpKind::kClip: {
         const float lo = n.op == OpKind::kRelu6 ? 0.0f : static_cast<float>(n.attr_float("min", -3.4e38));

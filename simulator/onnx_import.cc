@@ -120,6 +120,7 @@ class Importer {
     // The rewrites below index node inputs; a node without its required ones is
     // an error here, not a crash there (found by fuzz_onnx).
     for (const Node& n : g_.nodes) QEVAL_RETURN_IF_ERROR(check_node_arity(n));
+    fuse_silu();
     if (opts_.fold_qdq) {
       drop_redundant_relu_clip();
       fold_qdq_groups();
@@ -641,6 +642,33 @@ class Importer {
       if (!dead.count(i)) kept.push_back(std::move(g_.nodes[i]));
     }
     g_.nodes = std::move(kept);
+  }
+
+  // Mul(x, Sigmoid(x)) -> SiLU(x): how exporters write nn.SiLU (torch.onnx up to
+  // opset 13 has no SiLU op); one op is one quantizer and one table on the NPU, as
+  // tpu-mlir and the QAT graph treat it. The Sigmoid must have no other reader.
+  void fuse_silu() {
+    auto cons = consumers();
+    std::map<std::string, size_t> producer;
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      for (const auto& o : g_.nodes[i].outputs) producer[o] = i;
+    }
+    std::set<size_t> dead;
+    for (Node& mul : g_.nodes) {
+      if (mul.op != OpKind::kMul || mul.inputs.size() != 2) continue;
+      for (int side = 0; side < 2; ++side) {
+        auto p = producer.find(mul.inputs[side]);
+        if (p == producer.end()) continue;
+        const Node& sig = g_.nodes[p->second];
+        if (sig.op != OpKind::kSigmoid || sig.inputs.at(0) != mul.inputs[1 - side]) continue;
+        if (cons[sig.outputs[0]].size() != 1 || is_graph_output(sig.outputs[0])) continue;
+        mul.op = OpKind::kSiLU;
+        mul.inputs = {sig.inputs[0]};
+        dead.insert(p->second);
+        break;
+      }
+    }
+    if (!dead.empty()) erase_nodes(dead);
   }
 
   void remove_dead_nodes() {

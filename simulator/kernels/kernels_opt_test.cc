@@ -684,6 +684,50 @@ TEST(OptimizedKernels, ElementwiseOpsEqualReference) {
   tally.report("elementwise");
 }
 
+// MaxPool: random windows (kernel 1-5, stride 1-3, padding, dilation 1-2),
+// same quantization in and out (a plain maximum) and rescaled (a table after it).
+TEST(OptimizedKernels, MaxPoolEqualsReference) {
+  std::mt19937 rng(47);
+  Tally tally;
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (DType xd : activation_dtypes(p)) {
+      for (int i = 0; i < 16; ++i) {
+        const bool asym = xd == DType::kUInt8;
+        const int64_t k = rand_int(rng, 1, 5), st = rand_int(rng, 1, 3), dil = rand_int(rng, 1, 2);
+        const int64_t pad = rand_int(rng, 0, k / 2);
+        const Shape shape = {rand_int(rng, 1, 3), rand_int(rng, 1, 5), rand_int(rng, k * dil, 17),
+                             rand_int(rng, k * dil, 19)};
+        const QuantParams qx = act_quant(rng, xd, 0.05f, asym);
+        const QuantParams qy = i % 2 ? qx : act_quant(rng, xd, 0.03f, asym);
+        NodeCase c;
+        c.g.inputs = {"x"};
+        c.g.outputs = {"y"};
+        c.g.value("x") = ValueInfo{"x", xd, shape, qx};
+        c.g.value("y") = ValueInfo{"y", xd, {}, qy};
+        Node n;
+        n.op = OpKind::kMaxPool;
+        n.name = "pool";
+        n.inputs = {"x"};
+        n.outputs = {"y"};
+        n.attrs["kernel"] = std::vector<int64_t>{k, k};
+        n.attrs["strides"] = std::vector<int64_t>{st, st};
+        n.attrs["pads"] = std::vector<int64_t>{pad, pad, pad, pad};
+        n.attrs["dilations"] = std::vector<int64_t>{dil, dil};
+        c.g.nodes = {n};
+        c.feeds["x"] = random_tensor(rng, xd, shape, dtype_min(xd), dtype_max(xd));
+        auto lowered = lower_graph(c.g, p);
+        ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
+        expect_same(*lowered, p, {c.feeds},
+                    fmt::format("{} MaxPool k{} s{} p{} d{} {} {}", name, k, st, pad, dil, dtype_name(xd),
+                                shape_str(shape)),
+                    tally);
+      }
+    }
+  }
+  tally.report("maxpool");
+}
+
 // ---- the requantization epilogue on extreme and tie accumulators -----------
 
 // Sums a channel can carry: the bound, both signs, around the accumulator

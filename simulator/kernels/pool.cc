@@ -1,5 +1,10 @@
 // MaxPool, AvgPool, GlobalAvgPool.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "simulator/kernels/common.h"
 #include "simulator/kernels/opt_kernels.h"
@@ -47,13 +52,118 @@ Status lower_MaxPool(Node& n, const Graph& g, const ChipProfile& p) {
   return Status::ok();
 }
 
+namespace {
+
+// Optimized integer MaxPool: the reference's window maximum, typed and over
+// plane ranges in parallel (the reference reads each element through a dtype
+// switch). The same values in the same windows, so equal on every element; a
+// rescaling table (input and output quantized apart) maps the maximum the same
+// way. Other dtypes or shapes than planned go to the reference.
+std::optional<EvalFn> prepare_max_pool_opt(const KernelArgs& a, const Window& w, const EvalFn& reference) {
+  if (!is_integer_node(a.node, a.graph)) return std::nullopt;
+  const QView in = qview(a.graph, a.node.inputs[0]);
+  const bool has_lut = a.node.params.count("lut") > 0;
+  const Tensor lut = has_lut ? param(a.node, "lut") : Tensor();
+  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+    const Tensor& X = *ins[0];
+    Tensor& Y = *out[0];
+    const bool small = X.dtype() == DType::kInt8 || X.dtype() == DType::kUInt8 || X.dtype() == DType::kInt16;
+    if (!small || X.rank() != 4 || Y.rank() != 4 || (!has_lut && Y.dtype() != X.dtype())) {
+      return reference(ins, out);
+    }
+    const int64_t planes = X.dim(0) * X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2), OW = Y.dim(3);
+    dispatch_dtype(X.dtype(), [&](auto tx) {
+      using T = decltype(tx);
+      if constexpr (std::is_integral_v<T> && sizeof(T) <= 2) {
+        const T* x = X.data<T>();
+        const int64_t KH = w.k[0], KW = w.k[1];
+        if (w.dil[0] == 1 && w.dil[1] == 1 && KW <= W && !has_lut) {
+          // Undilated, no table: per output row the maximum over its clipped window
+          // rows (vertical), then over each full KW-wide column window
+          // (horizontal); both passes run over contiguous rows (vectorised).
+          // Windows cut by the left/right padding are taken element by element.
+          tbb::parallel_for(tbb::blocked_range<int64_t>(0, planes), [&](const tbb::blocked_range<int64_t>& r) {
+            std::vector<T> vert(W), horiz(W);
+            for (int64_t p = r.begin(); p < r.end(); ++p) {
+              const T* xp = x + p * H * W;
+              T* yp = Y.data<T>() + p * OH * OW;
+              for (int64_t oh = 0; oh < OH; ++oh) {
+                const int64_t h0 = std::max<int64_t>(0, oh * w.st[0] - w.pads[0]);
+                const int64_t h1 = std::min<int64_t>(H, oh * w.st[0] - w.pads[0] + KH);
+                if (h0 >= h1) {  // the window holds padding only: the reference's INT32_MIN
+                  for (int64_t ow = 0; ow < OW; ++ow) yp[oh * OW + ow] = static_cast<T>(INT32_MIN);
+                  continue;
+                }
+                T* v = vert.data();
+                std::copy(xp + h0 * W, xp + h0 * W + W, v);
+                for (int64_t h = h0 + 1; h < h1; ++h) {
+                  const T* row = xp + h * W;
+                  for (int64_t c = 0; c < W; ++c) v[c] = std::max(v[c], row[c]);
+                }
+                T* hz = horiz.data();
+                const int64_t full = W - KW + 1;
+                std::copy(v, v + full, hz);
+                for (int64_t kw = 1; kw < KW; ++kw) {
+                  for (int64_t c = 0; c < full; ++c) hz[c] = std::max(hz[c], v[c + kw]);
+                }
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                  const int64_t ws = ow * w.st[1] - w.pads[1];
+                  T out;
+                  if (ws >= 0 && ws + KW <= W) {
+                    out = hz[ws];
+                  } else {
+                    int32_t best = INT32_MIN;
+                    for (int64_t c = std::max<int64_t>(0, ws); c < std::min<int64_t>(W, ws + KW); ++c) {
+                      best = std::max<int32_t>(best, v[c]);
+                    }
+                    out = static_cast<T>(best);
+                  }
+                  yp[oh * OW + ow] = out;
+                }
+              }
+            }
+          });
+          return;
+        }
+        tbb::parallel_for(tbb::blocked_range<int64_t>(0, planes), [&](const tbb::blocked_range<int64_t>& r) {
+          for (int64_t p = r.begin(); p < r.end(); ++p) {
+            const T* xp = x + p * H * W;
+            for (int64_t oh = 0; oh < OH; ++oh) {
+              const int64_t hs = oh * w.st[0] - w.pads[0];
+              for (int64_t ow = 0; ow < OW; ++ow) {
+                const int64_t ws = ow * w.st[1] - w.pads[1];
+                int32_t best = INT32_MIN;
+                for (int64_t kh = 0; kh < w.k[0]; ++kh) {
+                  const int64_t h = hs + kh * w.dil[0];
+                  if (h < 0 || h >= H) continue;
+                  const T* row = xp + h * W;
+                  for (int64_t kw = 0; kw < w.k[1]; ++kw) {
+                    const int64_t c = ws + kw * w.dil[1];
+                    if (c >= 0 && c < W) best = std::max<int32_t>(best, row[c]);
+                  }
+                }
+                const int64_t oi = (p * OH + oh) * OW + ow;
+                if (has_lut) store_i(Y, oi, load_i(lut, best - in.qmin));
+                else Y.data<T>()[oi] = static_cast<T>(best);
+              }
+            }
+          }
+        });
+      }
+    });
+    return Status::ok();
+  });
+}
+
+}  // namespace
+
 Result<EvalFn> prepare_MaxPool(const KernelArgs& a) {
   const Window w(a.node);
   const bool integer = is_integer_node(a.node, a.graph);
   const QView in = qview(a.graph, a.node.inputs[0]);
   const bool has_lut = a.node.params.count("lut") > 0;
   const Tensor lut = has_lut ? param(a.node, "lut") : Tensor();
-  return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *ins[0];
     Tensor& Y = *out[0];
     const int64_t H = X.dim(2), W = X.dim(3);
@@ -75,6 +185,7 @@ Result<EvalFn> prepare_MaxPool(const KernelArgs& a) {
     });
     return Status::ok();
   });
+  return optimized_or(a, ref, [&](const EvalFn& r) { return prepare_max_pool_opt(a, w, r); });
 }
 
 // AvgPool.
