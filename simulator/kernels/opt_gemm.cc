@@ -651,8 +651,13 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
   const int64_t twr = two ? 4 : wt.twr;
   const int64_t pairs = (cp.Cg + 1) / 2, MB = (cp.M + kRows - 1) / kRows;
   const int64_t HW = g.H * g.W, Wq = twr + 1;
-  // A task: image n, tile rows [ty0, ty0 + R): about 128 tiles (measured best of 32-256).
-  const int64_t R = std::clamp<int64_t>(128 / twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
+  // A task: image n, tile rows [ty0, ty0 + R): tiles enough that the task's
+  // transformed input V (16 matrices of pairs x tiles words) stays near 256 KB,
+  // within L2 while every block of kRows channels reads it again: 128 tiles up to
+  // 32 channel pairs, fewer for wider layers, at least 32
+  // (resnet8 best at 128, resnet18's 128-512 channel layers at 32-64; measured).
+  const int64_t tiles = std::clamp<int64_t>((int64_t{256} << 10) / (16 * 4 * pairs), int64_t{32}, int64_t{128});
+  const int64_t R = std::clamp<int64_t>(tiles / twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
   const int64_t TB = round_up(R * twr, kTile);  // tiles (words) per row of V and M
   const int64_t nr = 2 * R + 4, plane = nr * Wq;  // padded input rows of a chunk
   const int64_t zw = 2 * twr;                    // int32 sums per output row in Z
