@@ -732,6 +732,67 @@ TEST(OptimizedKernels, MaxPoolEqualsReference) {
   tally.report("maxpool");
 }
 
+// Concat (2-3 inputs, axis 1 or 2, each input in the output's quantization or
+// rescaled through its table) and nearest Upsample (integer scales, with and
+// without a table): the optimized block moves against the reference.
+TEST(OptimizedKernels, ConcatAndUpsampleEqualReference) {
+  std::mt19937 rng(53);
+  Tally tally;
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (DType xd : activation_dtypes(p)) {
+      const bool asym = xd == DType::kUInt8;
+      for (int i = 0; i < 8; ++i) {
+        const int64_t N = rand_int(rng, 1, 2), H = rand_int(rng, 1, 9), W = rand_int(rng, 1, 11);
+        const QuantParams qy = act_quant(rng, xd, 0.04f, asym);
+        NodeCase c;
+        c.g.outputs = {"y"};
+        Node n;
+        n.op = OpKind::kConcat;
+        n.name = "cat";
+        const int64_t axis = rand_int(rng, 1, 2);
+        n.attrs["axis"] = axis;
+        const int64_t k = rand_int(rng, 2, 3);
+        for (int64_t j = 0; j < k; ++j) {
+          const std::string v = "x" + std::to_string(j);
+          Shape s = {N, rand_int(rng, 1, 5), H, W};
+          if (axis == 2) s = {N, 3, rand_int(rng, 1, 6), W};
+          c.g.inputs.push_back(v);
+          c.g.value(v) = ValueInfo{v, xd, s, (i + j) % 2 ? qy : act_quant(rng, xd, 0.03f, asym)};
+          n.inputs.push_back(v);
+          c.feeds[v] = random_tensor(rng, xd, s, dtype_min(xd), dtype_max(xd));
+        }
+        n.outputs = {"y"};
+        c.g.value("y") = ValueInfo{"y", xd, {}, qy};
+        c.g.nodes = {n};
+        auto lowered = lower_graph(c.g, p);
+        ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
+        expect_same(*lowered, p, {c.feeds}, fmt::format("{} Concat {} axis {}", name, dtype_name(xd), axis), tally);
+
+        NodeCase u;
+        const Shape s = {N, rand_int(rng, 1, 4), H, W};
+        const QuantParams qx = act_quant(rng, xd, 0.05f, asym);
+        u.g.inputs = {"x"};
+        u.g.outputs = {"y"};
+        u.g.value("x") = ValueInfo{"x", xd, s, qx};
+        u.g.value("y") = ValueInfo{"y", xd, {}, i % 2 ? qx : act_quant(rng, xd, 0.02f, asym)};
+        Node up;
+        up.op = OpKind::kUpsample;
+        up.name = "up";
+        up.inputs = {"x"};
+        up.outputs = {"y"};
+        up.attrs["scales"] = std::vector<int64_t>{rand_int(rng, 1, 3), rand_int(rng, 1, 3)};
+        u.g.nodes = {up};
+        u.feeds["x"] = random_tensor(rng, xd, s, dtype_min(xd), dtype_max(xd));
+        auto lu = lower_graph(u.g, p);
+        ASSERT_TRUE(lu.is_ok()) << lu.status().message();
+        expect_same(*lu, p, {u.feeds}, fmt::format("{} Upsample {}", name, dtype_name(xd)), tally);
+      }
+    }
+  }
+  tally.report("concat + upsample");
+}
+
 // ---- the requantization epilogue on extreme and tie accumulators -----------
 
 // Sums a channel can carry: the bound, both signs, around the accumulator

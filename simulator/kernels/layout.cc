@@ -1,5 +1,12 @@
 // Concat, Flatten, Reshape, Upsample (nearest): data movement. Integer inputs
 // whose quantization differs from the output's pass through a rescale table.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
 #include "simulator/kernels/common.h"
 #include "simulator/kernels/opt_kernels.h"
 
@@ -25,6 +32,47 @@ struct Mover {
     }
   }
 };
+
+// Optimized moves (Concat, Upsample): n consecutive integer elements from X at
+// i to Y at o, typed; a plain copy when there is no table. The reference's
+// values (same table, same elements); nullopt-free: callers check eligible().
+struct FastMover {
+  const Mover* m;
+  static bool eligible(const Mover& m, const Tensor& X, const Tensor& Y) {
+    const bool small = X.dtype() == DType::kInt8 || X.dtype() == DType::kUInt8 || X.dtype() == DType::kInt16;
+    return m.integer && small && (m.has_lut ? (Y.dtype() == DType::kInt8 || Y.dtype() == DType::kUInt8 ||
+                                               Y.dtype() == DType::kInt16) && m.lut.dtype() == Y.dtype()
+                                            : Y.dtype() == X.dtype());
+  }
+  void run(const Tensor& X, int64_t i, Tensor& Y, int64_t o, int64_t n) const {
+    if (!m->has_lut) {
+      const size_t es = dtype_size(X.dtype());
+      std::memcpy(static_cast<char*>(Y.raw()) + o * es, static_cast<const char*>(X.raw()) + i * es, n * es);
+      return;
+    }
+    dispatch_dtype(X.dtype(), [&](auto tx) {
+      using TX = decltype(tx);
+      if constexpr (std::is_integral_v<TX> && sizeof(TX) <= 2) {
+        dispatch_dtype(Y.dtype(), [&](auto ty) {
+          using TY = decltype(ty);
+          if constexpr (std::is_integral_v<TY> && sizeof(TY) <= 2) {
+            const TX* x = X.data<TX>() + i;
+            TY* y = Y.data<TY>() + o;
+            const TY* lut = m->lut.data<TY>();
+            for (int64_t k = 0; k < n; ++k) y[k] = lut[static_cast<int32_t>(x[k]) - m->qmin];
+          }
+        });
+      }
+    });
+  }
+};
+
+// Runs f(begin, end) over [0, n) in parallel chunks of at least 16k elements.
+template <typename F>
+void parallel_range(int64_t n, F&& f) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 16384),
+                    [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); });
+}
 
 Status lower_move(Node& n, const Graph& g, const ChipProfile& p, size_t input, const std::string& key) {
   if (!is_integer_node(n, g)) return Status::ok();
@@ -75,7 +123,7 @@ Result<EvalFn> prepare_Concat(const KernelArgs& a) {
     movers.push_back(make_mover(a, i, "lut" + std::to_string(i)));
   }
   const int64_t axis_attr = a.node.attr_int("axis", 1);
-  return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     Tensor& Y = *out[0];
     const int64_t axis = axis_attr < 0 ? axis_attr + Y.rank() : axis_attr;
     int64_t outer = 1, inner = 1;
@@ -91,6 +139,35 @@ Result<EvalFn> prepare_Concat(const KernelArgs& a) {
     }
     return Status::ok();
   });
+  // Optimized: block moves (copies, or the table typed), in parallel over each
+  // input's blocks; inputs or dtypes it does not take go to the reference.
+  return optimized_or(a, ref, [&](const EvalFn& r) -> std::optional<EvalFn> {
+    return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+      Tensor& Y = *out[0];
+      for (size_t k = 0; k < in.size(); ++k) {
+        if (!FastMover::eligible(movers[k], *in[k], Y)) return r(in, out);
+      }
+      const int64_t axis = axis_attr < 0 ? axis_attr + Y.rank() : axis_attr;
+      int64_t outer = 1, inner = 1;
+      for (int64_t d = 0; d < axis; ++d) outer *= Y.dim(static_cast<int>(d));
+      for (int64_t d = axis + 1; d < Y.rank(); ++d) inner *= Y.dim(static_cast<int>(d));
+      const int64_t ylen = Y.dim(static_cast<int>(axis)) * inner;
+      int64_t offset = 0;
+      for (size_t k = 0; k < in.size(); ++k) {
+        const int64_t len = in[k]->dim(static_cast<int>(axis)) * inner;
+        const FastMover fm{&movers[k]};
+        parallel_range(outer * len, [&](int64_t b, int64_t e) {
+          while (b < e) {  // split [b, e) at block boundaries
+            const int64_t o = b / len, j = b % len, n = std::min(e - b, len - j);
+            fm.run(*in[k], o * len + j, Y, o * ylen + offset + j, n);
+            b += n;
+          }
+        });
+        offset += len;
+      }
+      return Status::ok();
+    });
+  });
 }
 
 Status lower_Flatten(Node& n, const Graph& g, const ChipProfile& p) { return lower_move(n, g, p, 0, "lut"); }
@@ -101,7 +178,7 @@ Result<EvalFn> prepare_Reshape(const KernelArgs& a) { return prepare_copy(a); }
 Status lower_Upsample(Node& n, const Graph& g, const ChipProfile& p) { return lower_move(n, g, p, 0, "lut"); }
 Result<EvalFn> prepare_Upsample(const KernelArgs& a) {
   const Mover m = make_mover(a, 0, "lut");
-  return EvalFn([m](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+  EvalFn ref([m](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *in[0];
     Tensor& Y = *out[0];
     const int64_t NC = X.dim(0) * X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2), OW = Y.dim(3);
@@ -111,6 +188,34 @@ Result<EvalFn> prepare_Upsample(const KernelArgs& a) {
         for (int64_t ow = 0; ow < OW; ++ow)
           m.move(X, (p * H + oh / sh) * W + ow / sw, Y, (p * OH + oh) * OW + ow);
     return Status::ok();
+  });
+  // Optimized: each input row moved once (typed, through the table if any) into
+  // the first of its output rows with its columns repeated, then that row copied
+  // to the other sh - 1; planes in parallel.
+  return optimized_or(a, ref, [&](const EvalFn& r) -> std::optional<EvalFn> {
+    return EvalFn([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
+      const Tensor& X = *in[0];
+      Tensor& Y = *out[0];
+      if (X.rank() != 4 || Y.rank() != 4 || !FastMover::eligible(m, X, Y)) return r(in, out);
+      const int64_t NC = X.dim(0) * X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2), OW = Y.dim(3);
+      const int64_t sh = OH / H, sw = OW / W;
+      const size_t es = dtype_size(Y.dtype());
+      char* yb = static_cast<char*>(Y.raw());
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, NC), [&](const tbb::blocked_range<int64_t>& rg) {
+        Tensor mapped(Y.dtype(), {W});
+        const FastMover fm{&m};
+        for (int64_t p = rg.begin(); p < rg.end(); ++p) {
+          for (int64_t h = 0; h < H; ++h) {
+            fm.run(X, (p * H + h) * W, mapped, 0, W);  // the row through the table (or copied)
+            char* first = yb + ((p * OH + h * sh) * OW) * es;
+            const char* src = static_cast<const char*>(mapped.raw());
+            for (int64_t ow = 0; ow < OW; ++ow) std::memcpy(first + ow * es, src + (ow / sw) * es, es);
+            for (int64_t k = 1; k < sh; ++k) std::memcpy(first + k * OW * es, first, OW * es);
+          }
+        }
+      });
+      return Status::ok();
+    });
   });
 }
 
