@@ -391,7 +391,9 @@ ConvSpec winograd_conv(std::mt19937& rng) {
   // split into several tasks.
   const bool wide = rand_int(rng, 0, 3) == 0;
   s.C = wide ? rand_int(rng, 130, 300) : rand_int(rng, 8, 40);
-  s.M = rand_int(rng, 1, 40);
+  // Wide cases have 24-100 output channels: with one image, a task is split
+  // over up to 4 ranges of channel blocks (run_conv_winograd).
+  s.M = wide ? rand_int(rng, 24, 100) : rand_int(rng, 1, 40);
   s.H = wide ? rand_int(rng, 12, 24) : rand_int(rng, 3, 20);
   // 7 and 8: rows of 4 tiles, two tile rows per vector.
   const int64_t ow[] = {7, 8, 8, 13, 14, 15, 16, 25, 29, 32, 33};

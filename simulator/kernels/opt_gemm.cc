@@ -4,6 +4,7 @@
 // output element is computed by exactly one task.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <atomic>
@@ -672,13 +673,24 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
                 ysize = static_cast<int64_t>(dtype_size(Y.dtype()));
   const void* end = xb + X.nbytes();
   const int64_t wblock = pairs * kRows;  // words of one packed block of kRows rows
+  // Too few (image, tile rows) tasks to keep every thread busy (batch 1, small
+  // late layers: resnet18's layer4 is one task): each is split over S ranges of
+  // channel blocks, every split transforming the same input. Each output
+  // element is still computed by one task in the same order, so the results do
+  // not depend on S or the thread count.
+  const int64_t want = 2 * static_cast<int64_t>(tbb::this_task_arena::max_concurrency());
+  // (at least 4 blocks per split: on resnet8's 16-64 channel layers the repeated
+  // input transform costs more than the idle thread; measured)
+  const int64_t S = std::clamp<int64_t>((want + g.N * chunks - 1) / (g.N * chunks), 1, std::max<int64_t>(1, MB / 4));
   tbb::parallel_for(
-      tbb::blocked_range<int64_t>(0, g.N * chunks), [&](const tbb::blocked_range<int64_t>& range) {
+      tbb::blocked_range<int64_t>(0, g.N * chunks * S), [&](const tbb::blocked_range<int64_t>& range) {
         int32_t* pl = grow(scratch(), s_planes + s_v + s_m + s_z);
         int32_t* v = pl + s_planes;
         int32_t* mb = v + s_v;
         int32_t* z = mb + s_m;
-        for (int64_t task = range.begin(); task < range.end(); ++task) {
+        for (int64_t task_s = range.begin(); task_s < range.end(); ++task_s) {
+          const int64_t task = task_s / S, split = task_s % S;
+          const int64_t b_lo = MB * split / S, b_hi = MB * (split + 1) / S;  // channel blocks
           const int64_t n = task / chunks, ty0 = task % chunks * R,
                         rows = std::min(R, wt.th - ty0);  // tile rows of this task
           const int64_t r0 = 2 * ty0;                      // first padded input row
@@ -727,7 +739,7 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
             }
           }
           const int64_t oh0 = 2 * ty0, ohs = std::min(2 * rows, g.OH - oh0);
-          for (int64_t b = 0; b < MB; ++b) {
+          for (int64_t b = b_lo; b < b_hi; ++b) {
             // 16 GEMMs for kRows channels: M[xi][r][t] = sum over c of u_xi[m][c] v_xi[c][t].
             k.wino_gemm(cp.wino_pack.data() + b * wblock, MB * wblock, v, vxs, pairs, TB,
                         round_up(ntiles, kTile), mb, mxs);
