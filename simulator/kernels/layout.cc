@@ -117,6 +117,22 @@ Status lower_Concat(Node& n, const Graph& g, const ChipProfile& p) {
   return Status::ok();
 }
 
+namespace {
+
+// Concat along `axis`: Y is `outer` blocks of ylen elements; input k fills
+// len(k) consecutive elements of each block.
+struct ConcatGeometry {
+  int64_t axis = 0, outer = 1, inner = 1, ylen = 0;
+  ConcatGeometry(const Tensor& Y, int64_t axis_attr) : axis(axis_attr < 0 ? axis_attr + Y.rank() : axis_attr) {
+    for (int64_t d = 0; d < axis; ++d) outer *= Y.dim(static_cast<int>(d));
+    for (int64_t d = axis + 1; d < Y.rank(); ++d) inner *= Y.dim(static_cast<int>(d));
+    ylen = Y.dim(static_cast<int>(axis)) * inner;
+  }
+  int64_t len(const Tensor& X) const { return X.dim(static_cast<int>(axis)) * inner; }
+};
+
+}  // namespace
+
 Result<EvalFn> prepare_Concat(const KernelArgs& a) {
   std::vector<Mover> movers;
   for (size_t i = 0; i < a.node.inputs.size(); ++i) {
@@ -125,16 +141,12 @@ Result<EvalFn> prepare_Concat(const KernelArgs& a) {
   const int64_t axis_attr = a.node.attr_int("axis", 1);
   EvalFn ref([=](const std::vector<const Tensor*>& in, std::vector<Tensor*>& out) -> Status {
     Tensor& Y = *out[0];
-    const int64_t axis = axis_attr < 0 ? axis_attr + Y.rank() : axis_attr;
-    int64_t outer = 1, inner = 1;
-    for (int64_t d = 0; d < axis; ++d) outer *= Y.dim(static_cast<int>(d));
-    for (int64_t d = axis + 1; d < Y.rank(); ++d) inner *= Y.dim(static_cast<int>(d));
-    const int64_t ylen = Y.dim(static_cast<int>(axis)) * inner;
+    const ConcatGeometry cg(Y, axis_attr);
     int64_t offset = 0;
     for (size_t k = 0; k < in.size(); ++k) {
-      const int64_t len = in[k]->dim(static_cast<int>(axis)) * inner;
-      for (int64_t o = 0; o < outer; ++o)
-        for (int64_t j = 0; j < len; ++j) movers[k].move(*in[k], o * len + j, Y, o * ylen + offset + j);
+      const int64_t len = cg.len(*in[k]);
+      for (int64_t o = 0; o < cg.outer; ++o)
+        for (int64_t j = 0; j < len; ++j) movers[k].move(*in[k], o * len + j, Y, o * cg.ylen + offset + j);
       offset += len;
     }
     return Status::ok();
@@ -147,19 +159,15 @@ Result<EvalFn> prepare_Concat(const KernelArgs& a) {
       for (size_t k = 0; k < in.size(); ++k) {
         if (!FastMover::eligible(movers[k], *in[k], Y)) return r(in, out);
       }
-      const int64_t axis = axis_attr < 0 ? axis_attr + Y.rank() : axis_attr;
-      int64_t outer = 1, inner = 1;
-      for (int64_t d = 0; d < axis; ++d) outer *= Y.dim(static_cast<int>(d));
-      for (int64_t d = axis + 1; d < Y.rank(); ++d) inner *= Y.dim(static_cast<int>(d));
-      const int64_t ylen = Y.dim(static_cast<int>(axis)) * inner;
+      const ConcatGeometry cg(Y, axis_attr);
       int64_t offset = 0;
       for (size_t k = 0; k < in.size(); ++k) {
-        const int64_t len = in[k]->dim(static_cast<int>(axis)) * inner;
+        const int64_t len = cg.len(*in[k]);
         const FastMover fm{&movers[k]};
-        parallel_range(outer * len, [&](int64_t b, int64_t e) {
+        parallel_range(cg.outer * len, [&](int64_t b, int64_t e) {
           while (b < e) {  // split [b, e) at block boundaries
             const int64_t o = b / len, j = b % len, n = std::min(e - b, len - j);
-            fm.run(*in[k], o * len + j, Y, o * ylen + offset + j, n);
+            fm.run(*in[k], o * len + j, Y, o * cg.ylen + offset + j, n);
             b += n;
           }
         });
