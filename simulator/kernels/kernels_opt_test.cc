@@ -242,11 +242,39 @@ bool takes_optimized(const Graph& lowered, const ChipProfile& p) {
   }
 }
 
+// Lowers the case for `p` and compares the optimized kernels with the reference.
+void expect_case(const NodeCase& c, const ChipProfile& p, Tally& tally) {
+  auto lowered = lower_graph(c.g, p);
+  ASSERT_TRUE(lowered.is_ok()) << c.desc << ": " << lowered.status().message();
+  expect_same(*lowered, p, {c.feeds}, c.desc, tally);
+}
+
 void run_case(const NodeCase& c, const ChipProfile& p, Tally& tally) {
   auto lowered = lower_graph(c.g, p);
   ASSERT_TRUE(lowered.is_ok()) << c.desc << ": " << lowered.status().message();
   tally.optimized = tally.optimized.value_or(0) + takes_optimized(*lowered, p);
   expect_same(*lowered, p, {c.feeds}, c.desc, tally);
+}
+
+// One node x -> y of `op` with `attrs`, x of dtype xd and `shape` quantized by
+// qx, y by qy, and a random x over the dtype's whole range.
+NodeCase single_input_case(std::mt19937& rng, OpKind op, DType xd, const Shape& shape, const QuantParams& qx,
+                           const QuantParams& qy, std::map<std::string, AttrValue> attrs, std::string desc) {
+  NodeCase c;
+  c.desc = std::move(desc);
+  c.g.inputs = {"x"};
+  c.g.outputs = {"y"};
+  c.g.value("x") = ValueInfo{"x", xd, shape, qx};
+  c.g.value("y") = ValueInfo{"y", xd, {}, qy};
+  Node n;
+  n.op = op;
+  n.name = "op";
+  n.inputs = {"x"};
+  n.outputs = {"y"};
+  n.attrs = std::move(attrs);
+  c.g.nodes = {n};
+  c.feeds["x"] = random_tensor(rng, xd, shape, dtype_min(xd), dtype_max(xd));
+  return c;
 }
 
 ConvSpec random_conv(std::mt19937& rng) {
@@ -610,24 +638,12 @@ TEST(OptimizedKernels, ElementwiseOpsEqualReference) {
             same ? qx : act_quant(rng, xd, 0.02f + 0.01f * static_cast<float>(i), asym);
         for (OpKind op : {OpKind::kRelu, OpKind::kRelu6, OpKind::kClip, OpKind::kSigmoid,
                           OpKind::kSiLU, OpKind::kGELU, OpKind::kFlatten, OpKind::kGlobalAvgPool}) {
-          NodeCase c;
-          c.g.inputs = {"x"};
-          c.g.outputs = {"y"};
-          c.g.value("x") = ValueInfo{"x", xd, shape, qx};
-          c.g.value("y") = ValueInfo{
-              "y", xd, {}, op == OpKind::kGlobalAvgPool ? act_quant(rng, xd, 0.01f, asym) : qy};
-          Node n;
-          n.op = op;
-          n.name = "op";
-          n.inputs = {"x"};
-          n.outputs = {"y"};
-          if (op == OpKind::kClip) n.attrs["min"] = -0.5, n.attrs["max"] = 1.5;
-          c.g.nodes = {n};
-          c.feeds["x"] = random_tensor(rng, xd, shape, dtype_min(xd), dtype_max(xd));
-          auto lowered = lower_graph(c.g, p);
-          ASSERT_TRUE(lowered.is_ok()) << op_name(op) << ": " << lowered.status().message();
-          expect_same(*lowered, p, {c.feeds},
-                      fmt::format("{} {} {}", name, op_name(op), dtype_name(xd)), tally);
+          const QuantParams qo = op == OpKind::kGlobalAvgPool ? act_quant(rng, xd, 0.01f, asym) : qy;
+          std::map<std::string, AttrValue> attrs;
+          if (op == OpKind::kClip) attrs = {{"min", -0.5}, {"max", 1.5}};
+          expect_case(single_input_case(rng, op, xd, shape, qx, qo, std::move(attrs),
+                                        fmt::format("{} {} {}", name, op_name(op), dtype_name(xd))),
+                      p, tally);
         }
         for (OpKind op : {OpKind::kAdd, OpKind::kMul}) {
           for (const Shape& bs : {shape, Shape{1, 3, 1, 1}}) {
@@ -706,28 +722,15 @@ TEST(OptimizedKernels, MaxPoolEqualsReference) {
                              rand_int(rng, k * dil, 19)};
         const QuantParams qx = act_quant(rng, xd, 0.05f, asym);
         const QuantParams qy = i % 2 ? qx : act_quant(rng, xd, 0.03f, asym);
-        NodeCase c;
-        c.g.inputs = {"x"};
-        c.g.outputs = {"y"};
-        c.g.value("x") = ValueInfo{"x", xd, shape, qx};
-        c.g.value("y") = ValueInfo{"y", xd, {}, qy};
-        Node n;
-        n.op = OpKind::kMaxPool;
-        n.name = "pool";
-        n.inputs = {"x"};
-        n.outputs = {"y"};
-        n.attrs["kernel"] = std::vector<int64_t>{k, k};
-        n.attrs["strides"] = std::vector<int64_t>{st, st};
-        n.attrs["pads"] = std::vector<int64_t>{pad, pad, pad, pad};
-        n.attrs["dilations"] = std::vector<int64_t>{dil, dil};
-        c.g.nodes = {n};
-        c.feeds["x"] = random_tensor(rng, xd, shape, dtype_min(xd), dtype_max(xd));
-        auto lowered = lower_graph(c.g, p);
-        ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
-        expect_same(*lowered, p, {c.feeds},
-                    fmt::format("{} MaxPool k{} s{} p{} d{} {} {}", name, k, st, pad, dil, dtype_name(xd),
-                                shape_str(shape)),
-                    tally);
+        const std::map<std::string, AttrValue> attrs = {
+            {"kernel", std::vector<int64_t>{k, k}},
+            {"strides", std::vector<int64_t>{st, st}},
+            {"pads", std::vector<int64_t>{pad, pad, pad, pad}},
+            {"dilations", std::vector<int64_t>{dil, dil}}};
+        expect_case(single_input_case(rng, OpKind::kMaxPool, xd, shape, qx, qy, attrs,
+                                      fmt::format("{} MaxPool k{} s{} p{} d{} {} {}", name, k, st, pad, dil,
+                                                  dtype_name(xd), shape_str(shape))),
+                    p, tally);
       }
     }
   }
@@ -767,28 +770,17 @@ TEST(OptimizedKernels, ConcatAndUpsampleEqualReference) {
         n.outputs = {"y"};
         c.g.value("y") = ValueInfo{"y", xd, {}, qy};
         c.g.nodes = {n};
-        auto lowered = lower_graph(c.g, p);
-        ASSERT_TRUE(lowered.is_ok()) << lowered.status().message();
-        expect_same(*lowered, p, {c.feeds}, fmt::format("{} Concat {} axis {}", name, dtype_name(xd), axis), tally);
+        c.desc = fmt::format("{} Concat {} axis {}", name, dtype_name(xd), axis);
+        expect_case(c, p, tally);
 
-        NodeCase u;
         const Shape s = {N, rand_int(rng, 1, 4), H, W};
         const QuantParams qx = act_quant(rng, xd, 0.05f, asym);
-        u.g.inputs = {"x"};
-        u.g.outputs = {"y"};
-        u.g.value("x") = ValueInfo{"x", xd, s, qx};
-        u.g.value("y") = ValueInfo{"y", xd, {}, i % 2 ? qx : act_quant(rng, xd, 0.02f, asym)};
-        Node up;
-        up.op = OpKind::kUpsample;
-        up.name = "up";
-        up.inputs = {"x"};
-        up.outputs = {"y"};
-        up.attrs["scales"] = std::vector<int64_t>{rand_int(rng, 1, 3), rand_int(rng, 1, 3)};
-        u.g.nodes = {up};
-        u.feeds["x"] = random_tensor(rng, xd, s, dtype_min(xd), dtype_max(xd));
-        auto lu = lower_graph(u.g, p);
-        ASSERT_TRUE(lu.is_ok()) << lu.status().message();
-        expect_same(*lu, p, {u.feeds}, fmt::format("{} Upsample {}", name, dtype_name(xd)), tally);
+        const QuantParams qu = i % 2 ? qx : act_quant(rng, xd, 0.02f, asym);
+        const std::map<std::string, AttrValue> scales = {
+            {"scales", std::vector<int64_t>{rand_int(rng, 1, 3), rand_int(rng, 1, 3)}}};
+        expect_case(single_input_case(rng, OpKind::kUpsample, xd, s, qx, qu, scales,
+                                      fmt::format("{} Upsample {}", name, dtype_name(xd))),
+                    p, tally);
       }
     }
   }
