@@ -39,10 +39,8 @@ struct Mover {
 struct FastMover {
   const Mover* m;
   static bool eligible(const Mover& m, const Tensor& X, const Tensor& Y) {
-    const bool small = X.dtype() == DType::kInt8 || X.dtype() == DType::kUInt8 || X.dtype() == DType::kInt16;
-    return m.integer && small && (m.has_lut ? (Y.dtype() == DType::kInt8 || Y.dtype() == DType::kUInt8 ||
-                                               Y.dtype() == DType::kInt16) && m.lut.dtype() == Y.dtype()
-                                            : Y.dtype() == X.dtype());
+    return m.integer && opt::small_int(X.dtype()) &&
+           (m.has_lut ? opt::small_int(Y.dtype()) && m.lut.dtype() == Y.dtype() : Y.dtype() == X.dtype());
   }
   void run(const Tensor& X, int64_t i, Tensor& Y, int64_t o, int64_t n) const {
     if (!m->has_lut) {
@@ -66,13 +64,6 @@ struct FastMover {
     });
   }
 };
-
-// Runs f(begin, end) over [0, n) in parallel chunks of at least 16k elements.
-template <typename F>
-void parallel_range(int64_t n, F&& f) {
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, 16384),
-                    [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); });
-}
 
 Status lower_move(Node& n, const Graph& g, const ChipProfile& p, size_t input, const std::string& key) {
   if (!is_integer_node(n, g)) return Status::ok();
@@ -164,7 +155,7 @@ Result<EvalFn> prepare_Concat(const KernelArgs& a) {
       for (size_t k = 0; k < in.size(); ++k) {
         const int64_t len = cg.len(*in[k]);
         const FastMover fm{&movers[k]};
-        parallel_range(cg.outer * len, [&](int64_t b, int64_t e) {
+        opt::parallel_chunks(cg.outer * len, [&](int64_t b, int64_t e) {
           while (b < e) {  // split [b, e) at block boundaries
             const int64_t o = b / len, j = b % len, n = std::min(e - b, len - j);
             fm.run(*in[k], o * len + j, Y, o * cg.ylen + offset + j, n);

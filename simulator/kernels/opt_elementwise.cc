@@ -18,19 +18,6 @@ namespace qeval::kern::opt {
 
 namespace {
 
-// Calls f(begin, end) over [0, n) in chunks, on TBB tasks when n is large.
-template <typename F>
-void parallel_chunks(int64_t n, F&& f) {
-  constexpr int64_t kChunk = int64_t{1} << 14;
-  if (n <= kChunk) {
-    f(int64_t{0}, n);
-    return;
-  }
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kChunk),
-                    [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); });
-}
-
-bool small_int(DType t) { return t == DType::kInt8 || t == DType::kUInt8 || t == DType::kInt16; }
 bool is_byte(const std::optional<DType>& t) {
   return t && (*t == DType::kInt8 || *t == DType::kUInt8);
 }

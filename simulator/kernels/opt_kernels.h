@@ -33,6 +33,9 @@
 // for the re-layout); every output element is computed by exactly one task.
 #pragma once
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -41,6 +44,21 @@
 #include "simulator/kernels/common.h"
 
 namespace qeval::kern::opt {
+
+// Calls f(begin, end) over [0, n) in chunks, on TBB tasks when n is large.
+template <typename F>
+void parallel_chunks(int64_t n, F&& f) {
+  constexpr int64_t kChunk = int64_t{1} << 14;
+  if (n <= kChunk) {
+    f(int64_t{0}, n);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, kChunk),
+                    [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); });
+}
+
+// The integer dtypes of the 8/16-bit kernels.
+inline bool small_int(DType t) { return t == DType::kInt8 || t == DType::kUInt8 || t == DType::kInt16; }
 
 enum class Isa { kScalar, kAvx2, kAvx512Vnni };
 bool cpu_has(Isa isa);

@@ -75,8 +75,7 @@ std::optional<EvalFn> prepare_max_pool_opt(const KernelArgs& a, const Window& w,
   return EvalFn([=](const std::vector<const Tensor*>& ins, std::vector<Tensor*>& out) -> Status {
     const Tensor& X = *ins[0];
     Tensor& Y = *out[0];
-    const bool small = X.dtype() == DType::kInt8 || X.dtype() == DType::kUInt8 || X.dtype() == DType::kInt16;
-    if (!small || X.rank() != 4 || Y.rank() != 4 || (!has_lut && Y.dtype() != X.dtype())) {
+    if (!opt::small_int(X.dtype()) || X.rank() != 4 || Y.rank() != 4 || (!has_lut && Y.dtype() != X.dtype())) {
       return reference(ins, out);
     }
     const int64_t planes = X.dim(0) * X.dim(1), H = X.dim(2), W = X.dim(3), OH = Y.dim(2), OW = Y.dim(3);
