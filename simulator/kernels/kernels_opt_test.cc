@@ -313,6 +313,7 @@ ConvSpec random_conv(std::mt19937& rng) {
 TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
   std::mt19937 rng(2024);
   Tally tally;
+  const int64_t flat0 = kern::opt::flat_runs(), hpair0 = kern::opt::hpair_runs();
   for (const char* name : kProfiles) {
     const ChipProfile p = profile(name);
     for (int i = 0; i < 60; ++i) {
@@ -322,6 +323,12 @@ TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
   }
   tally.report("Conv2d");
   EXPECT_GT(tally.optimized.value_or(0), tally.cases * 3 / 4);
+  // The direct GEMM's variants are reached: flat output rows, and the odd last
+  // channel's taps paired (with every stride, dilation and padding drawn).
+  const int64_t flat = kern::opt::flat_runs() - flat0, hpair = kern::opt::hpair_runs() - hpair0;
+  std::cout << "flat-row runs: " << flat << ", paired-tap last channel runs: " << hpair << "\n";
+  EXPECT_GT(flat, tally.cases / 10);
+  EXPECT_GT(hpair, tally.cases / 10);
 }
 
 // Float Conv2d (hybrid programs' float layers): the fast loop must add the same

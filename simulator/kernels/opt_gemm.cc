@@ -168,6 +168,30 @@ std::vector<int32_t> pack_gemm(const CenteredWeights& w, int64_t G, int64_t Mg, 
   return out;
 }
 
+// GEMM weights of a one-group convolution whose odd last channel c = Cg - 1 has
+// its horizontal taps paired (ConvParams::hpair): pack_gemm's words for the
+// Cg / 2 channel pairs, then per row kh and tap pair q the word
+// (w[row][c][kh][2q], w[row][c][kh][2q + 1], 0 past the last column).
+std::vector<int32_t> pack_gemm_hpair(const CenteredWeights& w, int64_t M, int64_t Cg, int64_t KH,
+                                     int64_t KW) {
+  const int64_t T = KH * KW, full = Cg / 2, Q = (KW + 1) / 2, nkk = full * T + KH * Q,
+                MB = (M + kRows - 1) / kRows, c = Cg - 1;
+  std::vector<int32_t> out(MB * nkk * kRows, 0);
+  for (int64_t mb = 0; mb < MB; ++mb)
+    for (int64_t r = 0; r < kRows && mb * kRows + r < M; ++r) {
+      const int32_t* wr = w.v.data() + (mb * kRows + r) * w.K;
+      int32_t* o = out.data() + mb * nkk * kRows + r;
+      for (int64_t p = 0; p < full; ++p)
+        for (int64_t t = 0; t < T; ++t) o[(p * T + t) * kRows] = pair(wr[2 * p * T + t], wr[(2 * p + 1) * T + t]);
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t q = 0; q < Q; ++q) {
+          const int32_t* tap = wr + c * T + kh * KW + 2 * q;
+          o[(full * T + kh * Q + q) * kRows] = pair(tap[0], 2 * q + 1 < KW ? tap[1] : 0);
+        }
+    }
+  return out;
+}
+
 // One group of kLanes outputs: its input words, first output element, valid lanes.
 struct Group {
   const int32_t* x;
@@ -186,6 +210,10 @@ struct GemmRun {
   // The output: bytes per element, elements between channels and between lanes.
   char* y;
   int64_t esize, chan_stride, lane_stride;
+  // Copy each tile's input words into a contiguous panel (per thread) before
+  // the weight blocks run over it: for inputs scattered over many planes (a
+  // strided convolution's phase planes), which every block re-reads.
+  bool pack = false;
 };
 
 // Tiles are computed kSpan at a time per weight block, so that one finish call
@@ -193,16 +221,43 @@ struct GemmRun {
 // (kSpan * nkk * kGroups words of 32 bytes) stay in a 32 KB L1 cache.
 constexpr int64_t kSpan = 4;
 
-template <typename Locate>
-void run_gemm(const GemmRun& p, int64_t ngroups, const Locate& locate) {
+// The default store of run_gemm: the groups' valid lanes, groups whose outputs
+// follow each other in one finish call.
+struct StoreGroups {
+  void operator()(const GemmRun& p, int64_t c0, int64_t rows, const int32_t* acc,
+                  int64_t acc_stride, int64_t /*q0*/, int64_t ng, const Group* gr) const {
+    for (int64_t i = 0, j; i < ng; i = j) {
+      int64_t n = gr[i].count;
+      for (j = i + 1; j < ng && gr[j - 1].count == kLanes &&
+                      gr[j].y == gr[j - 1].y + kLanes * p.lane_stride;
+           ++j) {
+        n += gr[j].count;
+      }
+      p.k->finish(*p.e, c0, rows, acc + i * kLanes, acc_stride, n,
+                  p.y + (gr[i].y + c0 * p.chan_stride) * p.esize, p.chan_stride, p.lane_stride);
+    }
+  }
+};
+
+// Computes every group of kLanes outputs: locate(q) gives group q's input
+// words; store(...) hands the sums of groups q0 .. q0 + ng (lane i of the span
+// at acc + i, rows acc_stride apart) of channels c0 .. c0 + rows to finish.
+template <typename Locate, typename Store = StoreGroups>
+void run_gemm(const GemmRun& p, int64_t ngroups, const Locate& locate, const Store& store = {}) {
   const int64_t ntiles = (ngroups + kGroups - 1) / kGroups;
   const int64_t span =
       std::clamp<int64_t>(16384 / std::max<int64_t>(1, p.nkk * kGroups * 32), 1, kSpan);
   const int64_t nspans = (ntiles + span - 1) / span;
+  // pack: tile t's words for kk are at panel + t * nkk * kTile + kk * kTile.
+  std::vector<int32_t> panel_offs;
+  if (p.pack) {
+    for (int64_t kk = 0; kk < p.nkk; ++kk) panel_offs.push_back(static_cast<int32_t>(kk * kTile));
+  }
   tbb::parallel_for(
       tbb::blocked_range<int64_t>(0, nspans), [&](const tbb::blocked_range<int64_t>& range) {
         alignas(32) int32_t acc[kRows * kSpan * kTile];
         const int64_t acc_stride = span * kTile;
+        int32_t* panel = p.pack ? grow(scratch(), span * p.nkk * kTile) : nullptr;
         for (int64_t sp = range.begin(); sp < range.end(); ++sp) {
           const int64_t q0 = sp * span * kGroups, ng = std::min(span * kGroups, ngroups - q0);
           const int64_t tiles = (ng + kGroups - 1) / kGroups;
@@ -212,25 +267,25 @@ void run_gemm(const GemmRun& p, int64_t ngroups, const Locate& locate) {
           for (int64_t g = 0; g < p.G; ++g) {
             const int32_t* xs[kSpan * kGroups];
             for (int64_t i = 0; i < tiles * kGroups; ++i) xs[i] = gr[i].x + g * p.x_gstride;
+            const int32_t* offs = p.offs;
+            if (p.pack) {
+              for (int64_t i = 0; i < tiles * kGroups; ++i) {
+                int32_t* dst = panel + i / kGroups * p.nkk * kTile + i % kGroups * kLanes;
+                for (int64_t kk = 0; kk < p.nkk; ++kk) {
+                  std::copy_n(xs[i] + p.offs[kk], kLanes, dst + kk * kTile);
+                }
+                xs[i] = dst;
+              }
+              offs = panel_offs.data();
+            }
             for (int64_t mb = 0; mb < p.MB; ++mb) {
               const int32_t* w = p.w + (g * p.MB + mb) * p.nkk * kRows;
               for (int64_t t = 0; t < tiles; ++t) {
-                p.k->gemm_tile(w, xs + t * kGroups, p.offs, p.nkk, acc + t * kTile, acc_stride);
+                p.k->gemm_tile(w, xs + t * kGroups, offs, p.nkk, acc + t * kTile, acc_stride);
               }
               const int64_t c0 = g * p.Mg + mb * kRows,
                             rows = std::min<int64_t>(kRows, p.Mg - mb * kRows);
-              // Groups whose outputs follow each other are finished in one call.
-              for (int64_t i = 0, j; i < ng; i = j) {
-                int64_t n = gr[i].count;
-                for (j = i + 1; j < ng && gr[j - 1].count == kLanes &&
-                                gr[j].y == gr[j - 1].y + kLanes * p.lane_stride;
-                     ++j) {
-                  n += gr[j].count;
-                }
-                p.k->finish(*p.e, c0, rows, acc + i * kLanes, acc_stride, n,
-                            p.y + (gr[i].y + c0 * p.chan_stride) * p.esize, p.chan_stride,
-                            p.lane_stride);
-              }
+              store(p, c0, rows, acc, acc_stride, q0, ng, gr);
             }
           }
         }
@@ -264,7 +319,13 @@ struct ConvParams {
   bool dw_pairs = false;
   int64_t dwP = 0;
   std::vector<int32_t> dw_pack;
-  std::vector<int32_t> wpack;  // pack_gemm, or pack_depthwise
+  // One group, Cg odd, KW > 1: the last channel, which has no partner, is
+  // paired with itself dw columns on (its taps (kh, 2q) and (kh, 2q + 1) in one
+  // word) instead of with 0, ceil(KW / 2) words a row instead of KW (an RGB
+  // stem: 7x7 takes 77 pair products instead of 98). wpack is then
+  // pack_gemm_hpair's.
+  bool hpair = false;
+  std::vector<int32_t> wpack;  // pack_gemm (pack_gemm_hpair), or pack_depthwise
   Epilogue base;               // bias is filled per run
   // Winograd F(2x2, 3x3) (3x3, stride 1, no dilation, one group), where the
   // bounds allow it (winograd_weights): the 16 transformed weight matrices, each
@@ -274,15 +335,24 @@ struct ConvParams {
 };
 
 // Geometry of one run: the pair planes of one input channel pair are nph phase
-// planes of Hq x Wq words; output rows are computed Wg (OW rounded up to
-// kLanes) wide.
+// planes of Hq x Wq words (plane words apart); output rows are computed Wg (OW
+// rounded up to kLanes) wide. Flat (the direct GEMM, where it wastes fewer
+// lanes): the output rows are computed as one row of OH * Wq outputs, output
+// t = oh * Wq + ow reading the words of word t, its Wq - OW last per row
+// computed and dropped; the planes then end in zero words that the last
+// group's taps read.
 struct ConvGeom {
   int64_t N, C, H, W, OH, OW, Wg, Hq, Wq, plane;
+  bool flat = false;
   std::vector<std::pair<int64_t, int64_t>> phases;  // (row, column) phase of each used plane
   std::vector<int32_t> tap_off;                     // per tap kh * KW + kw: word offset
+  // hpair: the phases of the even taps' planes of the paired last channel, and
+  // per row kh and tap pair q the word offset of tap (kh, 2q) in them.
+  std::vector<std::pair<int64_t, int64_t>> hp_phases;
+  std::vector<int32_t> hp_tap_off;
 };
 
-ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys) {
+ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys, bool allow_flat = false) {
   ConvGeom g;
   g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3], g.OH = ys[2], g.OW = ys[3];
   if (cp.KH == 1 && cp.KW == 1 && cp.sh == 1 && cp.sw == 1 && cp.pt == 0 && cp.pl == 0 &&
@@ -293,9 +363,11 @@ ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys) {
     g.H = g.OH = 1;
   }
   g.Wg = round_up(g.OW, kLanes);
+  const int64_t wx = (cp.KW - 1) * cp.dw / cp.sw;  // words past an output row its taps read
+  g.flat = allow_flat && g.OH > 1 && round_up(g.OH * (g.OW + wx), kLanes) < g.OH * g.Wg;
   g.Hq = g.OH + (cp.KH - 1) * cp.dh / cp.sh;
-  g.Wq = g.Wg + (cp.KW - 1) * cp.dw / cp.sw;
-  g.plane = g.Hq * g.Wq;
+  g.Wq = (g.flat ? g.OW : g.Wg) + wx;
+  g.plane = g.Hq * g.Wq + (g.flat ? kLanes + wx : 0);
   std::vector<int64_t> phase_index(cp.sh * cp.sw, -1);
   for (int64_t kh = 0; kh < cp.KH; ++kh)
     for (int64_t kw = 0; kw < cp.KW; ++kw) {
@@ -308,6 +380,20 @@ ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys) {
       g.tap_off.push_back(
           static_cast<int32_t>(idx * g.plane + kh * cp.dh / cp.sh * g.Wq + kw * cp.dw / cp.sw));
     }
+  if (cp.hpair) {
+    std::vector<int64_t> hp_index(cp.sh * cp.sw, -1);
+    for (int64_t kh = 0; kh < cp.KH; ++kh)
+      for (int64_t kw = 0; kw < cp.KW; kw += 2) {
+        const int64_t rh = kh * cp.dh % cp.sh, rw = kw * cp.dw % cp.sw;
+        int64_t& idx = hp_index[rh * cp.sw + rw];
+        if (idx < 0) {
+          idx = static_cast<int64_t>(g.hp_phases.size());
+          g.hp_phases.emplace_back(rh, rw);
+        }
+        g.hp_tap_off.push_back(
+            static_cast<int32_t>(idx * g.plane + kh * cp.dh / cp.sh * g.Wq + kw * cp.dw / cp.sw));
+      }
+  }
   return g;
 }
 
@@ -338,6 +424,63 @@ void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, 
     } else {
       k.pair_rows(a + off, b ? b + off : nullptr, dtype, cp.zx, cp.sw, cp.sh * g.W,
                   plane + i_lo * g.Wq, g.Wq, i_hi - i_lo, j_lo, j_hi - j_lo, g.Wq - j_hi, end);
+    }
+  }
+}
+
+// The centred element i of an 8/16-bit array.
+int32_t centred_at(const char* a, DType t, int64_t i, int32_t z) {
+  switch (t) {
+    case DType::kInt8: return reinterpret_cast<const int8_t*>(a)[i] - z;
+    case DType::kUInt8: return reinterpret_cast<const uint8_t*>(a)[i] - z;
+    default: return reinterpret_cast<const int16_t*>(a)[i] - z;
+  }
+}
+
+// Writes the hpair planes of input channel plane a into dst: word (i, j) of
+// phase (rh, rw) holds the padded input at (i*sh + rh, j*sw + rw) and, in its
+// high half, at (i*sh + rh, j*sw + rw + dw), each centred (padding 0).
+void build_hp_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, const Tensor& X,
+                     const char* a, int32_t* dst) {
+  const DType dtype = X.dtype();
+  const void* end = static_cast<const char*>(X.raw()) + X.nbytes();
+  const int64_t es = static_cast<int64_t>(dtype_size(dtype));
+  for (size_t ph = 0; ph < g.hp_phases.size(); ++ph) {
+    const auto [rh, rw] = g.hp_phases[ph];
+    const int64_t i_lo = std::min(g.Hq, ceil_div_pos(cp.pt - rh, cp.sh));
+    const int64_t i_hi = std::max(i_lo, std::min(g.Hq, ceil_div_pos(g.H + cp.pt - rh, cp.sh)));
+    // Words [ja_lo, ja_hi) have their low half in the image, [jb_lo, jb_hi)
+    // their high half; [j_lo, j_hi) both.
+    const auto cols = [&](int64_t off) {
+      const int64_t lo = std::min(g.Wq, ceil_div_pos(cp.pl - rw - off, cp.sw));
+      return std::pair{lo, std::max(lo, std::min(g.Wq, ceil_div_pos(g.W + cp.pl - rw - off, cp.sw)))};
+    };
+    const auto [ja_lo, ja_hi] = cols(0);
+    const auto [jb_lo, jb_hi] = cols(cp.dw);
+    const int64_t j_lo = std::max(ja_lo, jb_lo), j_hi = std::max(j_lo, std::min(ja_hi, jb_hi));
+    int32_t* plane = dst + ph * g.plane;
+    std::fill(plane, plane + i_lo * g.Wq, 0);
+    std::fill(plane + i_hi * g.Wq, plane + g.plane, 0);
+    if (i_hi == i_lo) continue;
+    if (j_hi > j_lo) {
+      const int64_t off = ((i_lo * cp.sh + rh - cp.pt) * g.W + j_lo * cp.sw + rw - cp.pl) * es;
+      k.pair_rows(a + off, a + off + cp.dw * es, dtype, cp.zx, cp.sw, cp.sh * g.W,
+                  plane + i_lo * g.Wq, g.Wq, i_hi - i_lo, j_lo, j_hi - j_lo, g.Wq - j_hi, end);
+    } else {
+      std::fill(plane + i_lo * g.Wq, plane + i_hi * g.Wq, 0);
+    }
+    // The words with one half in the image.
+    const int64_t u_lo = std::min(ja_lo, jb_lo), u_hi = std::max(ja_hi, jb_hi);
+    for (int64_t i = i_lo; i < i_hi; ++i) {
+      const int64_t row = (i * cp.sh + rh - cp.pt) * g.W;
+      const auto word = [&](int64_t j) {
+        const int64_t x = j * cp.sw + rw - cp.pl;
+        const int32_t lo = j >= ja_lo && j < ja_hi ? centred_at(a, dtype, row + x, cp.zx) : 0;
+        const int32_t hi = j >= jb_lo && j < jb_hi ? centred_at(a, dtype, row + x + cp.dw, cp.zx) : 0;
+        plane[i * g.Wq + j] = pair(lo, hi);
+      };
+      for (int64_t j = u_lo; j < j_lo; ++j) word(j);
+      for (int64_t j = j_hi; j < u_hi; ++j) word(j);
     }
   }
 }
@@ -398,12 +541,19 @@ Status run_conv_pointwise(const ConvParams& cp, const ConvGeom& g, const Tensor&
   return Status::ok();
 }
 
+std::atomic<int64_t> g_flat_runs{0}, g_hpair_runs{0};
+
 Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
                      const Epilogue& e) {
+  if (g.flat) g_flat_runs.fetch_add(1, std::memory_order_relaxed);
+  if (cp.hpair) g_hpair_runs.fetch_add(1, std::memory_order_relaxed);
   const IsaKernels& k = kernels(cp.isa);
   const int64_t pairs = (cp.Cg + 1) / 2, T = cp.KH * cp.KW;
+  // hpair: Cg / 2 channel pairs, then the last channel's planes.
+  const int64_t full = cp.hpair ? cp.Cg / 2 : pairs;
   const int64_t pstride = static_cast<int64_t>(g.phases.size()) * g.plane,
-                gstride = pairs * pstride, istride = cp.G * gstride, HW = g.H * g.W;
+                gstride = full * pstride + static_cast<int64_t>(g.hp_phases.size()) * g.plane,
+                istride = cp.G * gstride, HW = g.H * g.W;
   // Every word is written by the re-layout, so the buffer starts uninitialised.
   const Lease x2(g.N * istride);
   const char* xb = static_cast<const char*>(X.raw());
@@ -413,19 +563,23 @@ Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, T
                       for (int64_t u = r.begin(); u < r.end(); ++u) {
                         const int64_t n = u / (cp.G * pairs), grp = u / pairs % cp.G, p = u % pairs;
                         const char* a = xb + (n * g.C + grp * cp.Cg + 2 * p) * HW * xsize;
+                        int32_t* dst = x2.get() + n * istride + grp * gstride + p * pstride;
+                        if (p == full) {
+                          build_hp_planes(k, cp, g, X, a, dst);
+                          continue;
+                        }
                         const char* b = 2 * p + 1 < cp.Cg ? a + HW * xsize : nullptr;
-                        build_planes(k, cp, g, X, a, b,
-                                     x2.get() + n * istride + grp * gstride + p * pstride);
+                        build_planes(k, cp, g, X, a, b, dst);
                       }
                     });
-  std::vector<int32_t> offs(pairs * T);
-  for (int64_t p = 0; p < pairs; ++p)
-    for (int64_t t = 0; t < T; ++t)
-      offs[p * T + t] = static_cast<int32_t>(p * pstride + g.tap_off[t]);
-  const int64_t gpr = g.Wg / kLanes, per_image = g.OH * gpr, P = g.OH * g.OW;
+  std::vector<int32_t> offs;
+  for (int64_t p = 0; p < full; ++p)
+    for (int64_t t = 0; t < T; ++t) offs.push_back(static_cast<int32_t>(p * pstride + g.tap_off[t]));
+  for (const int32_t off : g.hp_tap_off) offs.push_back(static_cast<int32_t>(full * pstride + off));
+  const int64_t P = g.OH * g.OW;
   const GemmRun run{.k = &k,
                     .w = cp.wpack.data(),
-                    .nkk = pairs * T,
+                    .nkk = static_cast<int64_t>(offs.size()),
                     .G = cp.G,
                     .Mg = cp.Mg,
                     .MB = (cp.Mg + kRows - 1) / kRows,
@@ -435,7 +589,40 @@ Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, T
                     .y = static_cast<char*>(Y.raw()),
                     .esize = static_cast<int64_t>(dtype_size(Y.dtype())),
                     .chan_stride = P,
-                    .lane_stride = 1};
+                    .lane_stride = 1,
+                    // (strided convolutions 1.1-1.2x; measured on resnet18, 2026-11-24)
+                    .pack = (cp.Mg + kRows - 1) / kRows >= 3};
+  if (g.flat) {
+    // Group q: lanes t0 .. t0 + kLanes of image n's flat output row.
+    const int64_t per_image = ceil_div_pos(g.OH * g.Wq, kLanes), lanes = per_image * kLanes;
+    const auto store = [&](const GemmRun& p, int64_t c0, int64_t rows, const int32_t* acc,
+                           int64_t acc_stride, int64_t q0, int64_t ng, const Group*) {
+      // Runs of lanes that are one output row's, each clipped to the span.
+      for (int64_t i = 0; i < ng * kLanes;) {
+        const int64_t q = q0 + i / kLanes, n = q / per_image,
+                      t = q % per_image * kLanes + i % kLanes, oh = t / g.Wq, ow = t % g.Wq;
+        if (oh >= g.OH) {
+          i += lanes - t;  // past the image's last row: the next image
+        } else if (ow >= g.OW) {
+          i += g.Wq - ow;  // the dropped outputs past a row's end
+        } else {
+          const int64_t cnt = std::min(g.OW - ow, ng * kLanes - i);
+          p.k->finish(*p.e, c0, rows, acc + i, acc_stride, cnt,
+                      p.y + (n * cp.M * P + oh * g.OW + ow + c0 * p.chan_stride) * p.esize,
+                      p.chan_stride, p.lane_stride);
+          i += cnt;
+        }
+      }
+    };
+    run_gemm(
+        run, g.N * per_image,
+        [&](int64_t q) {
+          return Group{x2.get() + q / per_image * istride + q % per_image * kLanes, 0, kLanes};
+        },
+        store);
+    return Status::ok();
+  }
+  const int64_t gpr = g.Wg / kLanes, per_image = g.OH * gpr;
   run_gemm(run, g.N * per_image, [&](int64_t q) {
     const int64_t n = q / per_image, oh = q % per_image / gpr, ow = q % gpr * kLanes;
     return Group{x2.get() + n * istride + oh * g.Wq + ow, n * cp.M * P + oh * g.OW + ow,
@@ -640,6 +827,26 @@ bool wino_worth(int64_t OW) {
   return 4 * t.twr <= 5 * t.tw || t.tw == 4;  // rows of 4 tiles: two per vector
 }
 
+// Tile rows per task: near `tiles` tiles, the count among R0/2 .. 2 R0 rows
+// (R0 = tiles / tw) whose tasks compute the fewest words of V (each task's
+// tiles rounded up to a vector), the closest to R0 on a tie. Rows of 4 tiles
+// (twr = 4, two per vector) keep R0.
+int64_t wino_rows(const WinoTiles& wt, int64_t twr, int64_t tiles) {
+  const int64_t r0 = std::clamp<int64_t>(tiles / twr, 1, wt.th);
+  if (twr != wt.twr) return r0;
+  int64_t best = r0, best_cost = -1;
+  for (int64_t r = std::max<int64_t>(1, r0 / 2); r <= std::min(wt.th, 2 * r0); ++r) {
+    const int64_t full = wt.th / r, rest = wt.th % r;
+    const int64_t cost = full * round_up(r * wt.tw, kLanes) + round_up(rest * wt.tw, kLanes);
+    const auto dist = [&](int64_t x) { return x > r0 ? x - r0 : r0 - x; };
+    if (best_cost < 0 || cost < best_cost || (cost == best_cost && dist(r) < dist(best))) {
+      best = r;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 std::atomic<int64_t> g_winograd_runs{0};
 
 Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
@@ -658,8 +865,12 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
   // 32 channel pairs, fewer for wider layers, at least 32
   // (resnet8 best at 128, resnet18's 128-512 channel layers at 32-64; measured).
   const int64_t tiles = std::clamp<int64_t>((int64_t{256} << 10) / (16 * 4 * pairs), int64_t{32}, int64_t{128});
-  const int64_t R = std::clamp<int64_t>(tiles / twr, 1, wt.th), chunks = (wt.th + R - 1) / R;
-  const int64_t TB = round_up(R * twr, kTile);  // tiles (words) per row of V and M
+  const int64_t R = wino_rows(wt, twr, tiles), chunks = (wt.th + R - 1) / R;
+  // Rows of V and M hold the tiles densely, tile (ty, tx) at word ty * tw + tx:
+  // the transforms work on whole vectors (twr tiles a row), the lanes past a
+  // row's tw tiles spilling into the next row, which is written after it (or,
+  // after the last row, into the padding that follows).
+  const int64_t TB = round_up(R * wt.tw, kLanes);  // tiles (words) per row of V and M
   const int64_t nr = 2 * R + 4, plane = nr * Wq;  // padded input rows of a chunk
   const int64_t zw = 2 * twr;                    // int32 sums per output row in Z
   // Strides between the 16 matrices of V and M, padded off multiples of 4 KB
@@ -715,19 +926,19 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
               }
             }
           }
-          // Input transform: V[xi][p][t], t = tile row * twr + tile column.
-          const int64_t ntiles = rows * twr;
+          // Input transform: V[xi][p][t], t = tile row * tw + tile column.
+          const int64_t ntiles = rows * wt.tw;
           for (int64_t p = 0; p < pairs; ++p) {
             const int32_t* e0 = pl + p * 2 * plane;
             if (two) {
               for (int64_t ty = 0; ty < rows; ty += 2) {
-                k.wino_in2(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, v + p * TB + ty * twr,
+                k.wino_in2(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, v + p * TB + ty * wt.tw,
                            vxs);
               }
             } else {
               for (int64_t ty = 0; ty < rows; ++ty) {
                 k.wino_in(e0 + 2 * ty * Wq, e0 + plane + 2 * ty * Wq, Wq, twr,
-                          v + p * TB + ty * twr, vxs);
+                          v + p * TB + ty * wt.tw, vxs);
               }
             }
             // The words of V past the tiles are read by the last micro-tile: zero.
@@ -742,17 +953,17 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
           for (int64_t b = b_lo; b < b_hi; ++b) {
             // 16 GEMMs for kRows channels: M[xi][r][t] = sum over c of u_xi[m][c] v_xi[c][t].
             k.wino_gemm(cp.wino_pack.data() + b * wblock, MB * wblock, v, vxs, pairs, TB,
-                        round_up(ntiles, kTile), mb, mxs);
+                        round_up(ntiles, kLanes), mb, mxs);
             // Output transform and the epilogue of those channels.
             for (int64_t r = 0; r < kRows && b * kRows + r < cp.M; ++r) {
               const int64_t m = b * kRows + r;
               if (two) {
                 for (int64_t ty = 0; ty < rows; ty += 2) {
-                  k.wino_out2(mb + r * TB + ty * twr, mxs, z + 2 * ty * zw, zw);
+                  k.wino_out2(mb + r * TB + ty * wt.tw, mxs, z + 2 * ty * zw, zw);
                 }
               } else {
                 for (int64_t ty = 0; ty < rows; ++ty) {
-                  k.wino_out(mb + r * TB + ty * twr, mxs, twr, z + 2 * ty * zw, zw);
+                  k.wino_out(mb + r * TB + ty * wt.tw, mxs, twr, z + 2 * ty * zw, zw);
                 }
               }
               char* y = yb + ((n * cp.M + m) * g.OH + oh0) * g.OW * ysize;
@@ -882,7 +1093,10 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   // One input channel per output channel: a per-tap kernel; one input channel
   // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
   cp->depthwise = Cg == 1 && cp->Mg == 1;
-  cp->wpack = cp->depthwise ? pack_depthwise(*w) : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  cp->hpair = group == 1 && Cg % 2 == 1 && KW > 1 && !cp->depthwise;
+  cp->wpack = cp->depthwise ? pack_depthwise(*w)
+              : cp->hpair   ? pack_gemm_hpair(*w, M, Cg, KH, KW)
+                            : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
   // One input channel per group (depthwise, or a stem over one channel, each
   // input channel feeding Mg outputs): the paired-tap kernel where it applies.
   if (Cg == 1 && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
@@ -924,12 +1138,14 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
             g.OW == g.W && g.W == X.dim(2) * X.dim(3)) {
           return run_conv_pointwise(*cp, g, X, Y, e);
         }
-        return run_conv_gemm(*cp, g, X, Y, e);
+        return run_conv_gemm(*cp, conv_geom(*cp, X.shape(), Y.shape(), true), X, Y, e);
       });
 }
 
 int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed); }
 int64_t pointwise_runs() { return g_pointwise_runs.load(std::memory_order_relaxed); }
+int64_t flat_runs() { return g_flat_runs.load(std::memory_order_relaxed); }
+int64_t hpair_runs() { return g_hpair_runs.load(std::memory_order_relaxed); }
 int64_t depthwise_pairs_runs() { return g_dw_pairs_runs.load(std::memory_order_relaxed); }
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,

@@ -1187,35 +1187,38 @@ QEVAL_AVX2 void quantize8_avx2(const float* x, float scale, int32_t zp, int32_t 
   }
 }
 
-// wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, the loop kept
-// in one function (the GEMMs are short: K = the channel pairs).
+// wino_gemm: per xi, micro-tiles of kRows x kTile as gemm_tile, then one of
+// kRows x kLanes where ntiles is an odd multiple of kLanes; the loop kept in
+// one function (the GEMMs are short: K = the channel pairs).
+#define QEVAL_WINO_TILE(MAC, NG)                                                                  \
+  {                                                                                               \
+    const int32_t* x = v + xi * v_xs + t;                                                         \
+    __m256i c[kRows][NG];                                                                         \
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                       \
+        _Pragma("GCC unroll 8") for (int g = 0; g < NG; ++g) c[r][g] = _mm256_setzero_si256();    \
+    const int32_t* wp = wx;                                                                       \
+    for (int64_t p = 0; p < pairs; ++p, x += ld, wp += kRows) {                                   \
+      __m256i a[NG];                                                                              \
+      _Pragma("GCC unroll 8") for (int g = 0; g < NG; ++g) {                                      \
+        a[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + g * kLanes));              \
+      }                                                                                           \
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {                                   \
+        const __m256i b = _mm256_set1_epi32(wp[r]);                                               \
+        _Pragma("GCC unroll 8") for (int g = 0; g < NG; ++g) c[r][g] = MAC(c[r][g], a[g], b);     \
+      }                                                                                           \
+    }                                                                                             \
+    int32_t* acc = m + xi * m_xs + t;                                                             \
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                       \
+        _Pragma("GCC unroll 8") for (int g = 0; g < NG; ++g) {                                    \
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);        \
+    }                                                                                             \
+  }
 #define QEVAL_WINO_GEMM_BODY(MAC)                                                                 \
   for (int64_t xi = 0; xi < 16; ++xi) {                                                           \
     const int32_t* wx = w + xi * w_xs;                                                            \
-    for (int64_t t = 0; t < ntiles; t += kTile) {                                                 \
-      const int32_t* x = v + xi * v_xs + t;                                                       \
-      __m256i c[kRows][kGroups];                                                                  \
-      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
-          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] =                     \
-              _mm256_setzero_si256();                                                             \
-      const int32_t* wp = wx;                                                                     \
-      for (int64_t p = 0; p < pairs; ++p, x += ld, wp += kRows) {                                 \
-        __m256i a[kGroups];                                                                       \
-        _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                               \
-          a[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + g * kLanes));            \
-        }                                                                                         \
-        _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {                                 \
-          const __m256i b = _mm256_set1_epi32(wp[r]);                                             \
-          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) c[r][g] =                     \
-              MAC(c[r][g], a[g], b);                                                              \
-        }                                                                                         \
-      }                                                                                           \
-      int32_t* acc = m + xi * m_xs + t;                                                           \
-      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r)                                     \
-          _Pragma("GCC unroll 8") for (int g = 0; g < kGroups; ++g) {                             \
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * ld + g * kLanes), c[r][g]);      \
-      }                                                                                           \
-    }                                                                                             \
+    int64_t t = 0;                                                                                \
+    for (; t + kTile <= ntiles; t += kTile) QEVAL_WINO_TILE(MAC, kGroups)                         \
+    if (t < ntiles) QEVAL_WINO_TILE(MAC, 1)                                                       \
   }
 
 QEVAL_AVX2 void wino_gemm_avx2(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs,

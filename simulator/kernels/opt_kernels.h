@@ -151,7 +151,7 @@ struct IsaKernels {
   // z[i * z_stride + 2 tx + j].
   void (*wino_out)(const int32_t* m, int64_t xi_stride, int64_t ntx, int32_t* z, int64_t z_stride);
   // wino_gemm: the 16 GEMMs of one block of kRows output channels: for xi < 16,
-  // r < kRows, t < ntiles (a multiple of kTile): m[xi * m_xs + r * ld + t] = sum
+  // r < kRows, t < ntiles (a multiple of kLanes): m[xi * m_xs + r * ld + t] = sum
   // over p < pairs of the pair product of v[xi * v_xs + p * ld + t] and
   // w[(xi * w_xs) + p * kRows + r].
   void (*wino_gemm)(const int32_t* w, int64_t w_xs, const int32_t* v, int64_t v_xs, int64_t pairs,
@@ -205,6 +205,10 @@ int64_t depthwise_pairs_runs();
 // The same for the pointwise kernel (1x1, stride 1, no padding, one group: the
 // input re-laid out per task, span by span).
 int64_t pointwise_runs();
+// The same for the direct GEMM with flat output rows (ConvGeom::flat), and
+// with the odd last input channel's taps paired (ConvParams::hpair).
+int64_t flat_runs();
+int64_t hpair_runs();
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);
