@@ -7,7 +7,12 @@
 # (ru_maxrss) is reported beside its images/s.
 #
 #   bench/fullsize_bench.sh [--work DIR] [--models "resnet18 yolov5s"] [--threads 2]
-#                           [--rounds 5] [--round-seconds 2] [--warmup-seconds 2]
+#                           [--passes 3] [--rounds 2] [--round-seconds 2] [--warmup-seconds 2]
+#
+# Timing: --passes alternating passes over the peers (qeval, onnxruntime, torch
+# int8, torch fp32, then again), each measuring --rounds rounds per peer, so
+# that a drift of the machine's speed (a shared host) during the run reaches
+# every peer alike; a peer's images/s is the median of all its rounds.
 #
 # Steps: regression/fullsize/prepare.sh (models, images) -> run_eval --fast_test on
 # bench/fullsize/NAME_onnx_qdq.yaml (PTQ, onnx-qdq profile: NAME.qmodel and
@@ -20,7 +25,8 @@ PY=/usr/bin/python3
 WORK=/tmp/qeval-fullsize-bench
 MODELS="resnet18 yolov5s"
 THREADS=2
-ROUNDS=5
+PASSES=3
+ROUNDS=2
 ROUND_S=2
 WARMUP_S=2
 die() { echo "fullsize_bench: $*" >&2; exit 2; }
@@ -30,6 +36,7 @@ while [ $# -gt 0 ]; do
     --work) WORK=$2 ;;
     --models) MODELS=$2 ;;
     --threads) THREADS=$2 ;;
+    --passes) PASSES=$2 ;;
     --rounds) ROUNDS=$2 ;;
     --round-seconds) ROUND_S=$2 ;;
     --warmup-seconds) WARMUP_S=$2 ;;
@@ -46,8 +53,8 @@ export REGRESSION_PATH=${REGRESSION_PATH:-$WORK/data} QEVAL_CACHE=${QEVAL_CACHE:
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 machine() {  # the report's header line: when, load, timing settings
-  printf '{"bench": "machine", "when": "%s", "loadavg": "%s", "threads": %s, "rounds": %s, "round_seconds": %s, "baseline": "random init (models/peers/fullsize.py)", "artifacts": "%s", "omp_wait_policy": "default"}\n' \
-    "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" "$THREADS" "$ROUNDS" "$ROUND_S" "$WORK/cache" >> "$RESULTS"
+  printf '{"bench": "machine", "when": "%s", "loadavg": "%s", "threads": %s, "passes": %s, "rounds": %s, "round_seconds": %s, "baseline": "random init (models/peers/fullsize.py)", "artifacts": "%s", "omp_wait_policy": "default"}\n' \
+    "$1" "$(cut -d' ' -f1-3 /proc/loadavg)" "$THREADS" "$PASSES" "$ROUNDS" "$ROUND_S" "$WORK/cache" >> "$RESULTS"
 }
 FAILED=0
 say() { echo "[fullsize-bench] $*" >&2; }
@@ -98,15 +105,18 @@ np.save(calib, fullsize.load_images(root + "/dataset/calib_small", size, 16).num
 PY
   for b in $batches; do
     input=$WORK/inputs/${m}_b$b.npy
-    measure qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b$b.log" \
-      "$BENCH_SIM" "$QMODEL" --input "$input" --name "$m" --layers 3 "${TIMING[@]}"
-    measure onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b$b.log" \
-      node "$ROOT/bench/ort_bench.js" "$ONNX" "$input" --model "$m" --save-optimized "$WORK/ort/$m.optimized.onnx" \
-      "${TIMING[@]}"
-    for p in int8 fp32; do
-      measure "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b$b.log" \
-        "$PY" "$ROOT/bench/torch_bench.py" infer --model "$m" --input "$input" --peer "$p" --calib "$calib" \
-        --weights "$REGRESSION_PATH/models/$m.pt" "${TIMING[@]}"
+    for pass in $(seq "$PASSES"); do
+      layers=(); [ "$pass" = 1 ] && layers=(--layers 3)  # the per-layer table once
+      measure qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b${b}_$pass.log" \
+        "$BENCH_SIM" "$QMODEL" --input "$input" --name "$m" "${layers[@]}" "${TIMING[@]}"
+      measure onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b${b}_$pass.log" \
+        node "$ROOT/bench/ort_bench.js" "$ONNX" "$input" --model "$m" --save-optimized "$WORK/ort/$m.optimized.onnx" \
+        "${TIMING[@]}"
+      for p in int8 fp32; do
+        measure "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b${b}_$pass.log" \
+          "$PY" "$ROOT/bench/torch_bench.py" infer --model "$m" --input "$input" --peer "$p" --calib "$calib" \
+          --weights "$REGRESSION_PATH/models/$m.pt" "${TIMING[@]}"
+      done
     done
   done
 done

@@ -8,7 +8,7 @@ measurement; bench/README.md lists the fields).
 (MODEL.optimized.onnx); the report then says how many convolutions onnxruntime
 ran as int8 kernels and how many as float Conv between Dequantize/Quantize.
 """
-import argparse, collections, json, os, platform
+import argparse, collections, json, os, platform, statistics
 
 
 def cpu_line():
@@ -38,6 +38,33 @@ def fmt_ips(v):
     return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
 
 
+def merge_passes(infer):
+    """One row per (peer, model, batch): the rounds of every pass pooled, images/s
+    their median, peak RSS the largest; a skipped pass makes the row skipped."""
+    merged, order = {}, []
+    for r in infer:
+        key = (r["peer"], r["model"], r["batch"])
+        if key not in merged:
+            merged[key] = dict(r, round_images_per_s=list(r.get("round_images_per_s", [])))
+            order.append(key)
+            continue
+        m = merged[key]
+        if "skipped" in r or "skipped" in m:
+            m.setdefault("skipped", r.get("skipped"))
+            continue
+        m["round_images_per_s"] += r.get("round_images_per_s", [])
+        m["peak_rss_mib"] = max(m.get("peak_rss_mib", 0), r.get("peak_rss_mib", 0))
+    for key in order:
+        m = merged[key]
+        rounds = m["round_images_per_s"]
+        if "skipped" not in m and rounds:
+            m["images_per_s"] = statistics.median(rounds)
+            if "gmac_per_s" in m and "macs_per_image" in m:
+                m["gmac_per_s"] = m["images_per_s"] * m["macs_per_image"] / 1e9
+                m["peak_fraction"] = m["gmac_per_s"] / m["cpu_peak"]["peak_gmac_per_s"]
+    return [merged[k] for k in order]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -47,12 +74,15 @@ def main():
     machine = {r["when"]: r for r in rows if r["bench"] == "machine"}
     start = machine.get("start", {})
     print(f"# qeval peer benchmark — {cpu_line()}")
-    print(f"threads {start.get('threads')}, median of {start.get('rounds')} rounds of >= {start.get('round_seconds')} s "
+    passes = start.get("passes", 1)
+    rounds = f"{start.get('rounds')} rounds" if passes == 1 else \
+        f"{passes} x {start.get('rounds')} rounds (passes alternating over the peers)"
+    print(f"threads {start.get('threads')}, median of {rounds} of >= {start.get('round_seconds')} s "
           f"after warm-up; load average at start {start.get('loadavg')}, at end {machine.get('end', {}).get('loadavg')}")
     print(f"artifacts: {start.get('artifacts')} (fp32 baseline: {start.get('baseline')}); "
           f"OpenMP wait policy of the LibTorch processes: {start.get('omp_wait_policy')}")
 
-    infer = [r for r in rows if r["bench"] == "infer"]
+    infer = merge_passes([r for r in rows if r["bench"] == "infer"])
     sim = {(r["model"], r["batch"]): r for r in infer if r["peer"] == "qeval-sim-int8" and "skipped" not in r}
     print("\n## Inference (images/s; qeval/peer = qeval simulator images/s ÷ the peer's)\n")
     print("| model | batch | peer | images/s | qeval/peer | peak RSS MiB | note |")
