@@ -6,9 +6,14 @@
 #   QAT training images/s: qeval quantize vs torch.ao FX QAT.
 #
 #   bench/run_bench.sh [--work DIR] [--artifacts DIR] [--models "resnet8 mobilenetv2_tiny"]
-#                      [--batches "1 64"] [--threads 2] [--rounds 5] [--round-seconds 1]
+#                      [--batches "1 64"] [--threads 2] [--passes 3] [--rounds 2] [--round-seconds 1]
 #                      [--warmup-seconds 1] [--layers 3] [--qat-images 4096]
 #                      [--baseline quick|cached] [--omp-passive] [--qeval BIN] [--bench-sim BIN]
+#
+# Inference timing: --passes alternating passes over the peers (qeval,
+# onnxruntime, torch int8, torch fp32, then again), --rounds rounds per peer
+# each, so that a drift of the machine's speed (a shared host) during the run
+# reaches every peer alike; a peer's images/s is the median of all its rounds.
 #
 # --omp-passive: OMP_WAIT_POLICY=PASSIVE for the LibTorch processes (the torch
 # peers and qeval's QAT alike). On a machine whose cores are busy with other
@@ -27,7 +32,8 @@ ARTIFACTS=""
 MODELS="resnet8 mobilenetv2_tiny"
 BATCHES="1 64"
 THREADS=2
-ROUNDS=5
+PASSES=3
+ROUNDS=2
 ROUND_S=1
 WARMUP_S=1
 LAYERS=3
@@ -53,6 +59,7 @@ while [ $# -gt 0 ]; do
     --models) MODELS=$2 ;;
     --batches) BATCHES=$2 ;;
     --threads) THREADS=$2 ;;
+    --passes) PASSES=$2 ;;
     --rounds) ROUNDS=$2 ;;
     --round-seconds) ROUND_S=$2 ;;
     --warmup-seconds) WARMUP_S=$2 ;;
@@ -175,23 +182,27 @@ if "$PY" -c "import os, sys; sys.exit(not float('$LOAD') > os.cpu_count() - $THR
   say "         will be noisy and LibTorch's may collapse (see --omp-passive); use a quiet machine for real figures"
 fi
 record bench=machine when=start loadavg="$(cut -d' ' -f1-3 /proc/loadavg)" threads="$THREADS" \
-  rounds="$ROUNDS" round_seconds="$ROUND_S" baseline="$BASELINE" artifacts="${ARTIFACTS:-$WORK/artifacts}" \
+  passes="$PASSES" rounds="$ROUNDS" round_seconds="$ROUND_S" baseline="$BASELINE" artifacts="${ARTIFACTS:-$WORK/artifacts}" \
   omp_wait_policy="$OMP_POLICY"
 
 for m in $MODELS; do
   artifacts "$m"
   for b in $BATCHES; do
     input=$WORK/inputs/${m}_b$b.npy
-    layers=()
-    [ "$b" = "$MAX_BATCH" ] && [ "$LAYERS" -gt 0 ] && layers=(--layers "$LAYERS")
-    # bench_sim builds the batch (the first b Fashion-MNIST test images, the zoo's
-    # preprocessing) and saves it: every peer runs on exactly these inputs.
-    if ! measure infer qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b$b.log" \
-      "$BENCH_SIM" "$QMODEL" --batch "$b" --save-input "$input" "${TIMING[@]}" "${layers[@]}"; then
+    for pass in $(seq "$PASSES"); do
+    layers=() sim_input=(--input "$input")
+    if [ "$pass" = 1 ]; then
+      [ "$b" = "$MAX_BATCH" ] && [ "$LAYERS" -gt 0 ] && layers=(--layers "$LAYERS")
+      # bench_sim builds the batch (the first b Fashion-MNIST test images, the zoo's
+      # preprocessing) and saves it: every peer runs on exactly these inputs.
+      sim_input=(--batch "$b" --save-input "$input")
+    fi
+    if ! measure infer qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b${b}_$pass.log" \
+      "$BENCH_SIM" "$QMODEL" "${sim_input[@]}" "${TIMING[@]}" "${layers[@]}"; then
       for p in onnxruntime-int8 torch-int8 torch-fp32; do
         record bench=infer peer=$p model="$m" batch="$b" skipped="no input batch: bench_sim failed"
       done
-      continue
+      break
     fi
     if ! command -v node > /dev/null; then
       FAILED=1
@@ -201,14 +212,15 @@ for m in $MODELS; do
       FAILED=1
       record bench=infer peer=onnxruntime-int8 model="$m" batch="$b" skipped="not available: no $ONNX"
     else
-      measure infer onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b$b.log" \
+      measure infer onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b${b}_$pass.log" \
         node "$ROOT/bench/ort_bench.js" "$ONNX" "$input" --model "$m" \
         --save-optimized "$WORK/ort/$m.optimized.onnx" "${TIMING[@]}"
     fi
     for p in int8 fp32; do
-      measure infer "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b$b.log" \
+      measure infer "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b${b}_$pass.log" \
         "$PY" "$ROOT/bench/torch_bench.py" infer --model "$m" --input "$input" --peer "$p" \
         ${FP32:+--weights "$FP32"} "${TIMING[@]}"
+    done
     done
   done
 
