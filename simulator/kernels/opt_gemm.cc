@@ -590,12 +590,15 @@ Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, T
                     .esize = static_cast<int64_t>(dtype_size(Y.dtype())),
                     .chan_stride = P,
                     .lane_stride = 1,
-                    // Many channel pairs: a tile's words lie in as many planes, which
-                    // every block re-reads (resnet18's strided 3x3 and 1x1 layers
-                    // 8-33% faster). Few: the words of a tile's taps lie in few plane
-                    // rows, read in order already (its RGB stem 6-15% slower packed).
-                    // Measured 2026-11-24.
-                    .pack = (cp.Mg + kRows - 1) / kRows >= 3 && pairs >= 8};
+                    // Where an image's planes exceed the L1 cache and a tile's words
+                    // lie in many of them (>= 16 channel pairs), which every block
+                    // re-reads: resnet18's strided 3x3 and 1x1 layers 8-33% faster.
+                    // Not for few pairs (a tile's taps then lie in few plane rows,
+                    // read in order already: the RGB stem 6-15% slower packed, resnet8's
+                    // 8-pair layer2.conv1 25%) nor for planes within L1 (resnet8's
+                    // other strided layers 9-27% slower). Measured 2026-11-24.
+                    .pack = (cp.Mg + kRows - 1) / kRows >= 3 && pairs >= 16 &&
+                            gstride * 4 > (int64_t{32} << 10)};
   if (g.flat) {
     // Group q: lanes t0 .. t0 + kLanes of image n's flat output row.
     const int64_t per_image = ceil_div_pos(g.OH * g.Wq, kLanes), lanes = per_image * kLanes;
