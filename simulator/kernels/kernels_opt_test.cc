@@ -493,6 +493,38 @@ TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
 // that re-lays out its input span by span: odd and even channel counts (up to
 // 150, whose spans are shorter), pixel counts that leave partial tiles and
 // spans, images of several spans.
+// Strided and 1x1 stride-2 convolutions of many channels on images whose
+// planes exceed the L1 cache: the direct GEMM copies each tile's input words
+// into a contiguous panel first (run_gemm pack); odd sizes, pads, flat and
+// rounded output rows, partial tiles.
+TEST(OptimizedKernels, Conv2dPackedPanelsEqualReference) {
+  std::mt19937 rng(47);
+  Tally tally;
+  const int64_t before = kern::opt::packed_runs();
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < 6; ++i) {
+      ConvSpec s;
+      s.N = rand_int(rng, 1, 2);
+      s.C = rand_int(rng, 32, 80);
+      s.M = rand_int(rng, 18, 40);
+      s.group = 1;
+      s.KH = s.KW = i % 3 == 2 ? 1 : 3;
+      s.strides = {2, 2};
+      s.dil = {1, 1};
+      s.pads = s.KH == 1 ? std::vector<int64_t>{0, 0, 0, 0}
+                         : std::vector<int64_t>{rand_int(rng, 0, 1), rand_int(rng, 0, 1), 1, 1};
+      s.H = rand_int(rng, 24, 40);
+      s.W = rand_int(rng, 24, 40);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+  tally.report("Conv2d (packed panels)");
+  const int64_t runs = kern::opt::packed_runs() - before;
+  std::cout << "packed-panel runs: " << runs << "\n";
+  EXPECT_GT(runs, tally.cases / 2);
+}
+
 TEST(OptimizedKernels, Conv2dPointwiseEqualsReference) {
   std::mt19937 rng(43);
   Tally tally;

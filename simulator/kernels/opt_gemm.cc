@@ -541,7 +541,7 @@ Status run_conv_pointwise(const ConvParams& cp, const ConvGeom& g, const Tensor&
   return Status::ok();
 }
 
-std::atomic<int64_t> g_flat_runs{0}, g_hpair_runs{0};
+std::atomic<int64_t> g_flat_runs{0}, g_hpair_runs{0}, g_packed_runs{0};
 
 Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, Tensor& Y,
                      const Epilogue& e) {
@@ -599,6 +599,7 @@ Status run_conv_gemm(const ConvParams& cp, const ConvGeom& g, const Tensor& X, T
                     // other strided layers 9-27% slower). Measured 2026-11-24.
                     .pack = (cp.Mg + kRows - 1) / kRows >= 3 && pairs >= 16 &&
                             gstride * 4 > (int64_t{32} << 10)};
+  if (run.pack) g_packed_runs.fetch_add(1, std::memory_order_relaxed);
   if (g.flat) {
     // Group q: lanes t0 .. t0 + kLanes of image n's flat output row.
     const int64_t per_image = ceil_div_pos(g.OH * g.Wq, kLanes), lanes = per_image * kLanes;
@@ -1153,6 +1154,7 @@ int64_t winograd_runs() { return g_winograd_runs.load(std::memory_order_relaxed)
 int64_t pointwise_runs() { return g_pointwise_runs.load(std::memory_order_relaxed); }
 int64_t flat_runs() { return g_flat_runs.load(std::memory_order_relaxed); }
 int64_t hpair_runs() { return g_hpair_runs.load(std::memory_order_relaxed); }
+int64_t packed_runs() { return g_packed_runs.load(std::memory_order_relaxed); }
 int64_t depthwise_pairs_runs() { return g_dw_pairs_runs.load(std::memory_order_relaxed); }
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& a, int32_t lo, int32_t hi,

@@ -209,6 +209,8 @@ int64_t pointwise_runs();
 // with the odd last input channel's taps paired (ConvParams::hpair).
 int64_t flat_runs();
 int64_t hpair_runs();
+// The same for the direct GEMM that copies tiles' inputs into panels first.
+int64_t packed_runs();
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);
