@@ -51,7 +51,9 @@ class Job {
  private:
   void stage(const std::string& what);
   Result<ZooModel> external_model();
-  Result<Tensor> calibration_images();
+  Result<std::vector<std::string>> calibration_files(int64_t count);
+  Result<uint64_t> calibration_key(const std::vector<std::string>& files);
+  Result<Tensor> calibration_images(const std::vector<std::string>& files);
   Status load_fp32(JobResult& r);
   Status quantize(JobResult& r);
   Status load_eval_data();
@@ -124,19 +126,53 @@ Result<ZooModel> Job::external_model() {
   return m;
 }
 
-// The calibration / QAT images: calibration_dataset (else dataset), every image,
-// through the cfg's preprocessing.
-Result<Tensor> Job::calibration_images() {
+// The calibration / QAT image files: calibration_dataset (else dataset),
+// `count` of them spread evenly over the folder's list (class by class, files
+// by name), so that a slice covers every class; all of them when count <= 0
+// or the folder has no more.
+Result<std::vector<std::string>> Job::calibration_files(int64_t count) {
   const std::string& root = cfg_.calibration_dataset.empty() ? cfg_.dataset : cfg_.calibration_dataset;
   const char* field = cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset";
   if (root.empty()) return invalid_argument("{}: calibration_dataset: not set", cfg_.path);
+  QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, in_field(scan_image_folder(root), cfg_.path, field));
+  const int64_t n = static_cast<int64_t>(folder.samples.size());
+  const int64_t take = count > 0 ? std::min(count, n) : n;
+  std::vector<std::string> paths;
+  for (int64_t i = 0; i < take; ++i) paths.push_back(folder.samples[static_cast<size_t>(i * n / take)].path);
+  stage(fmt::format("calibration images: {} of {} in {}", take, n, root));
+  return paths;
+}
+
+// What the quantized model depends on in the calibration images: the bytes of
+// every file, in order, and the preprocessing (decoding happens on a cache miss only).
+Result<uint64_t> Job::calibration_key(const std::vector<std::string>& files) {
+  XXH64_state_t* st = XXH64_createState();
+  XXH64_reset(st, 0);
+  std::string pre = fmt::format("shape={};", fmt::join(zoo_.input_shape, ","));
+  for (const auto& [k, v] : cfg_.preprocess) pre += k + "=" + v + ";";
+  XXH64_update(st, pre.data(), pre.size());
+  for (const std::string& f : files) {
+    Result<std::string> bytes = read_file(f);
+    if (!bytes.is_ok()) {
+      XXH64_freeState(st);
+      return bytes.status().with_context(fmt::format("{}: calibration image", cfg_.path));
+    }
+    const uint64_t size = bytes->size();
+    XXH64_update(st, &size, sizeof size);
+    XXH64_update(st, bytes->data(), bytes->size());
+  }
+  const uint64_t h = XXH64_digest(st);
+  XXH64_freeState(st);
+  return h;
+}
+
+// The calibration / QAT images themselves, through the cfg's preprocessing.
+Result<Tensor> Job::calibration_images(const std::vector<std::string>& files) {
   QEVAL_ASSIGN_OR_RETURN(PreprocessConfig p, parse_preprocess_config(cfg_.preprocess, cfg_.path));
   if (p.input_shape.empty()) p.input_shape = zoo_.input_shape;
-  QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, in_field(scan_image_folder(root), cfg_.path, field));
-  std::vector<std::string> paths;
-  for (const auto& smp : folder.samples) paths.push_back(smp.path);
-  stage(fmt::format("calibration images: {} from {}", paths.size(), root));
-  return in_field(load_and_preprocess(paths, p), cfg_.path, field);
+  stage(fmt::format("calibration images: decoding {}", files.size()));
+  return in_field(load_and_preprocess(files, p), cfg_.path,
+                  cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset");
 }
 
 Status Job::load_fp32(JobResult& r) {
@@ -246,11 +282,16 @@ Status Job::quantize(JobResult& r) {
     qo.train_limit = task_ == "detect" ? 500 : 2048;
   }
   if (!qo.ptq_only && qo.cfg.qat.epochs < 1) qo.cfg.qat.epochs = 1;
+  // Own calibration images: only the ones quantize reads (PTQ: the first
+  // calib_images; QAT: the train_limit slice, or all), keyed by their files.
   std::string calib_key;
+  std::vector<std::string> calib_files;
   if (external_ || !cfg_.calibration_dataset.empty()) {
-    QEVAL_ASSIGN_OR_RETURN(Tensor ci, calibration_images());
-    calib_key = fmt::format(";calib={:016x}", XXH64(ci.raw(), ci.nbytes(), 0));
-    qo.train_images = std::move(ci);
+    int64_t need = qo.ptq_only ? std::max<int64_t>(qo.cfg.qat.calib_images, 1) : 0;
+    if (qo.train_limit > 0) need = need > 0 ? std::min(need, qo.train_limit) : qo.train_limit;
+    QEVAL_ASSIGN_OR_RETURN(calib_files, calibration_files(need));
+    QEVAL_ASSIGN_OR_RETURN(const uint64_t h, calibration_key(calib_files));
+    calib_key = fmt::format(";calib={:016x}", h);
     qo.distill = true;
   }
   QEVAL_ASSIGN_OR_RETURN(std::string fp32_bytes, graph_to_bytes(fp32_));
@@ -278,6 +319,10 @@ Status Job::quantize(JobResult& r) {
     }
   }
   if (!r.quant_cache_hit) {
+    if (!calib_files.empty()) {
+      QEVAL_ASSIGN_OR_RETURN(Tensor ci, calibration_images(calib_files));
+      qo.train_images = std::move(ci);
+    }
     stage(qo.ptq_only ? "quantize: calibrate (PTQ)" : "quantize: calibrate + QAT");
     // Built in a scratch folder and renamed into place: a crash leaves no half entry.
     const fs::path tmp = dir.string() + fmt::format(".tmp{}", ::getpid());

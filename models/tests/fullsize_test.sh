@@ -10,6 +10,8 @@
 #      simulator on every integer element (aligned_mismatch = 0, counts > 0).
 #      resnet18 and yolov5s pass; mobilenet_v2 with random weights fails the seed's
 #      per-layer cosine gate, as it must (regression/fullsize/mobilenet_v2.yaml).
+#   4. run_eval again: the quantized models come from the cache and the
+#      calibration images are only hashed for the key, not decoded.
 # Usage: fullsize_test.sh QEVAL RUN_EVAL WORKDIR
 set -u
 QEVAL=$1
@@ -96,4 +98,17 @@ for model in ("resnet18_qat", "mobilenet_v2", "yolov5s"):
 sys.exit(not ok)
 PY
 check "QAT used the distillation loss" bash -c "grep -rq 'loss distillation' '$WORK/runs'"
+check "the first run decoded its calibration images" \
+  bash -c "grep -rq 'calibration images: decoding' '$WORK/run.err' '$WORK/runs'"
+
+# --- again: the quantized models come from the cache, the calibration images are
+# hashed (the cache key), not decoded -------------------------------------------------
+"$RUN_EVAL" --fast_test "$REPO/regression/fullsize/list.yaml" \
+  --pool_size 1 --threads 2 --torch_threads 2 --db "$WORK/r2.db" --out_dir "$WORK/runs2" >"$WORK/run2.out" 2>"$WORK/run2.err"
+rc=$?
+check "second run: exit 0 (rc=$rc)" [ "$rc" -eq 0 ]
+check "second run: both quantized models from the cache" \
+  test "$(grep -rh 'quantize: cache hit' "$WORK/run2.err" "$WORK/runs2" | sort -u | wc -l)" -ge 2
+check "second run: no calibration image decoded" \
+  bash -c "! grep -rq 'calibration images: decoding' '$WORK/run2.err' '$WORK/runs2'"
 finish
