@@ -489,10 +489,6 @@ TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
   EXPECT_GT(runs, tally.cases);
 }
 
-// Pointwise convolutions (1x1, stride 1, no padding, one group), the kernel
-// that re-lays out its input span by span: odd and even channel counts (up to
-// 150, whose spans are shorter), pixel counts that leave partial tiles and
-// spans, images of several spans.
 // Strided and 1x1 stride-2 convolutions of many channels on images whose
 // planes exceed the L1 cache: the direct GEMM copies each tile's input words
 // into a contiguous panel first (run_gemm pack); odd sizes, pads, flat and
@@ -525,6 +521,10 @@ TEST(OptimizedKernels, Conv2dPackedPanelsEqualReference) {
   EXPECT_GT(runs, tally.cases / 2);
 }
 
+// Pointwise convolutions (1x1, stride 1, no padding, one group), the kernel
+// that re-lays out its input span by span: odd and even channel counts (up to
+// 150, whose spans are shorter), pixel counts that leave partial tiles and
+// spans, images of several spans.
 TEST(OptimizedKernels, Conv2dPointwiseEqualsReference) {
   std::mt19937 rng(43);
   Tally tally;

@@ -368,32 +368,25 @@ ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys, bool 
   g.Hq = g.OH + (cp.KH - 1) * cp.dh / cp.sh;
   g.Wq = (g.flat ? g.OW : g.Wg) + wx;
   g.plane = g.Hq * g.Wq + (g.flat ? kLanes + wx : 0);
-  std::vector<int64_t> phase_index(cp.sh * cp.sw, -1);
-  for (int64_t kh = 0; kh < cp.KH; ++kh)
-    for (int64_t kw = 0; kw < cp.KW; ++kw) {
-      const int64_t rh = kh * cp.dh % cp.sh, rw = kw * cp.dw % cp.sw;
-      int64_t& idx = phase_index[rh * cp.sw + rw];
-      if (idx < 0) {
-        idx = static_cast<int64_t>(g.phases.size());
-        g.phases.emplace_back(rh, rw);
-      }
-      g.tap_off.push_back(
-          static_cast<int32_t>(idx * g.plane + kh * cp.dh / cp.sh * g.Wq + kw * cp.dw / cp.sw));
-    }
-  if (cp.hpair) {
-    std::vector<int64_t> hp_index(cp.sh * cp.sw, -1);
+  // The taps (kh, kw) for kw = 0, kw_step, ...: their phase planes, in first-use
+  // order, and the word offset of each tap in them.
+  const auto taps = [&](int64_t kw_step, std::vector<std::pair<int64_t, int64_t>>& phases,
+                        std::vector<int32_t>& offs) {
+    std::vector<int64_t> index(cp.sh * cp.sw, -1);
     for (int64_t kh = 0; kh < cp.KH; ++kh)
-      for (int64_t kw = 0; kw < cp.KW; kw += 2) {
+      for (int64_t kw = 0; kw < cp.KW; kw += kw_step) {
         const int64_t rh = kh * cp.dh % cp.sh, rw = kw * cp.dw % cp.sw;
-        int64_t& idx = hp_index[rh * cp.sw + rw];
+        int64_t& idx = index[rh * cp.sw + rw];
         if (idx < 0) {
-          idx = static_cast<int64_t>(g.hp_phases.size());
-          g.hp_phases.emplace_back(rh, rw);
+          idx = static_cast<int64_t>(phases.size());
+          phases.emplace_back(rh, rw);
         }
-        g.hp_tap_off.push_back(
+        offs.push_back(
             static_cast<int32_t>(idx * g.plane + kh * cp.dh / cp.sh * g.Wq + kw * cp.dw / cp.sw));
       }
-  }
+  };
+  taps(1, g.phases, g.tap_off);
+  if (cp.hpair) taps(2, g.hp_phases, g.hp_tap_off);  // the even taps: (kh, 2q)
   return g;
 }
 
