@@ -390,6 +390,13 @@ ConvGeom conv_geom(const ConvParams& cp, const Shape& xs, const Shape& ys, bool 
   return g;
 }
 
+// The indices i < n (of a phase plane's rows or columns) whose input
+// coordinate i * s + r - pad lies in [0, extent): [lo, hi), hi >= lo.
+std::pair<int64_t, int64_t> in_image(int64_t pad, int64_t extent, int64_t r, int64_t s, int64_t n) {
+  const int64_t lo = std::min(n, ceil_div_pos(pad - r, s));
+  return {lo, std::max(lo, std::min(n, ceil_div_pos(extent + pad - r, s)))};
+}
+
 // Writes the phase planes of input channel planes a and b (b null: 0), centred,
 // into dst: word (i, j) of phase (rh, rw) holds the padded input at
 // (i*sh + rh, j*sw + rw).
@@ -401,10 +408,8 @@ void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, 
   for (size_t ph = 0; ph < g.phases.size(); ++ph) {
     const auto [rh, rw] = g.phases[ph];
     // Rows [i_lo, i_hi) and columns [j_lo, j_hi) come from the image, the rest is padding.
-    const int64_t i_lo = std::min(g.Hq, ceil_div_pos(cp.pt - rh, cp.sh));
-    const int64_t i_hi = std::max(i_lo, std::min(g.Hq, ceil_div_pos(g.H + cp.pt - rh, cp.sh)));
-    const int64_t j_lo = std::min(g.Wq, ceil_div_pos(cp.pl - rw, cp.sw));
-    const int64_t j_hi = std::max(j_lo, std::min(g.Wq, ceil_div_pos(g.W + cp.pl - rw, cp.sw)));
+    const auto [i_lo, i_hi] = in_image(cp.pt, g.H, rh, cp.sh, g.Hq);
+    const auto [j_lo, j_hi] = in_image(cp.pl, g.W, rw, cp.sw, g.Wq);
     const int64_t x0 = j_lo * cp.sw + rw - cp.pl;
     int32_t* plane = dst + ph * g.plane;
     std::fill(plane, plane + i_lo * g.Wq, 0);
@@ -421,15 +426,6 @@ void build_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& g, 
   }
 }
 
-// The centred element i of an 8/16-bit array.
-int32_t centred_at(const char* a, DType t, int64_t i, int32_t z) {
-  switch (t) {
-    case DType::kInt8: return reinterpret_cast<const int8_t*>(a)[i] - z;
-    case DType::kUInt8: return reinterpret_cast<const uint8_t*>(a)[i] - z;
-    default: return reinterpret_cast<const int16_t*>(a)[i] - z;
-  }
-}
-
 // Writes the hpair planes of input channel plane a into dst: word (i, j) of
 // phase (rh, rw) holds the padded input at (i*sh + rh, j*sw + rw) and, in its
 // high half, at (i*sh + rh, j*sw + rw + dw), each centred (padding 0).
@@ -440,16 +436,11 @@ void build_hp_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& 
   const int64_t es = static_cast<int64_t>(dtype_size(dtype));
   for (size_t ph = 0; ph < g.hp_phases.size(); ++ph) {
     const auto [rh, rw] = g.hp_phases[ph];
-    const int64_t i_lo = std::min(g.Hq, ceil_div_pos(cp.pt - rh, cp.sh));
-    const int64_t i_hi = std::max(i_lo, std::min(g.Hq, ceil_div_pos(g.H + cp.pt - rh, cp.sh)));
+    const auto [i_lo, i_hi] = in_image(cp.pt, g.H, rh, cp.sh, g.Hq);
     // Words [ja_lo, ja_hi) have their low half in the image, [jb_lo, jb_hi)
-    // their high half; [j_lo, j_hi) both.
-    const auto cols = [&](int64_t off) {
-      const int64_t lo = std::min(g.Wq, ceil_div_pos(cp.pl - rw - off, cp.sw));
-      return std::pair{lo, std::max(lo, std::min(g.Wq, ceil_div_pos(g.W + cp.pl - rw - off, cp.sw)))};
-    };
-    const auto [ja_lo, ja_hi] = cols(0);
-    const auto [jb_lo, jb_hi] = cols(cp.dw);
+    // their high half (dw columns on); [j_lo, j_hi) both.
+    const auto [ja_lo, ja_hi] = in_image(cp.pl, g.W, rw, cp.sw, g.Wq);
+    const auto [jb_lo, jb_hi] = in_image(cp.pl - cp.dw, g.W, rw, cp.sw, g.Wq);
     const int64_t j_lo = std::max(ja_lo, jb_lo), j_hi = std::max(j_lo, std::min(ja_hi, jb_hi));
     int32_t* plane = dst + ph * g.plane;
     std::fill(plane, plane + i_lo * g.Wq, 0);
@@ -462,14 +453,16 @@ void build_hp_planes(const IsaKernels& k, const ConvParams& cp, const ConvGeom& 
     } else {
       std::fill(plane + i_lo * g.Wq, plane + i_hi * g.Wq, 0);
     }
-    // The words with one half in the image.
+    // The words with one half in the image (X's element a0 + i: the plane's i-th, centred).
     const int64_t u_lo = std::min(ja_lo, jb_lo), u_hi = std::max(ja_hi, jb_hi);
+    const int64_t a0 = (a - static_cast<const char*>(X.raw())) / es;
+    const auto centred = [&](int64_t i) { return load_i(X, a0 + i) - cp.zx; };
     for (int64_t i = i_lo; i < i_hi; ++i) {
       const int64_t row = (i * cp.sh + rh - cp.pt) * g.W;
       const auto word = [&](int64_t j) {
         const int64_t x = j * cp.sw + rw - cp.pl;
-        const int32_t lo = j >= ja_lo && j < ja_hi ? centred_at(a, dtype, row + x, cp.zx) : 0;
-        const int32_t hi = j >= jb_lo && j < jb_hi ? centred_at(a, dtype, row + x + cp.dw, cp.zx) : 0;
+        const int32_t lo = j >= ja_lo && j < ja_hi ? centred(row + x) : 0;
+        const int32_t hi = j >= jb_lo && j < jb_hi ? centred(row + x + cp.dw) : 0;
         plane[i * g.Wq + j] = pair(lo, hi);
       };
       for (int64_t j = u_lo; j < j_lo; ++j) word(j);
@@ -914,10 +907,8 @@ Status run_conv_winograd(const ConvParams& cp, const ConvGeom& g, const Tensor& 
               int32_t* dst = pl + (p * 2 + rw) * plane;
               // (two: an odd last tile row is paired with one more, computed and dropped)
               const int64_t used = 2 * (two ? round_up(rows, 2) : rows) + 2;
-              const int64_t i_lo = std::clamp<int64_t>(cp.pt - r0, 0, used),
-                            i_hi = std::clamp<int64_t>(g.H + cp.pt - r0, i_lo, used);
-              const int64_t j_lo = std::min(Wq, ceil_div_pos(cp.pl - rw, 2));
-              const int64_t j_hi = std::max(j_lo, std::min(Wq, ceil_div_pos(g.W + cp.pl - rw, 2)));
+              const auto [i_lo, i_hi] = in_image(cp.pt, g.H, r0, 1, used);
+              const auto [j_lo, j_hi] = in_image(cp.pl, g.W, rw, 2, Wq);
               std::fill(dst, dst + i_lo * Wq, 0);
               std::fill(dst + i_hi * Wq, dst + used * Wq, 0);
               if (i_hi > i_lo) {
@@ -1128,7 +1119,8 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         }
         Epilogue e = cp->base;
         e.set_bias(B);
-        const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape());
+        // (flat rows are the direct GEMM's; the per-tap depthwise kernel reads rows Wg wide)
+        const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape(), /*allow_flat=*/!cp->depthwise);
         if (cp->dw_pairs) return run_conv_dw_pairs(*cp, X, Y, e);
         if (cp->depthwise) return run_conv_depthwise(*cp, g, X, Y, e);
         if (cp->winograd && g.OH > 0 && g.OW > 0 && wino_worth(g.OW)) {
@@ -1139,7 +1131,7 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
             g.OW == g.W && g.W == X.dim(2) * X.dim(3)) {
           return run_conv_pointwise(*cp, g, X, Y, e);
         }
-        return run_conv_gemm(*cp, conv_geom(*cp, X.shape(), Y.shape(), true), X, Y, e);
+        return run_conv_gemm(*cp, g, X, Y, e);
       });
 }
 
