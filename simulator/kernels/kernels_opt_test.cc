@@ -310,17 +310,25 @@ ConvSpec random_conv(std::mt19937& rng) {
   return s;
 }
 
+// `count` convolutions per chip profile, spec(i) drawing the i-th one's shape,
+// each run for every activation dtype of the profile.
+template <typename Spec>
+void run_conv_cases(std::mt19937& rng, int count, const Spec& spec, Tally& tally) {
+  for (const char* name : kProfiles) {
+    const ChipProfile p = profile(name);
+    for (int i = 0; i < count; ++i) {
+      const ConvSpec s = spec(i);
+      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
+    }
+  }
+}
+
 TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
   std::mt19937 rng(2024);
   Tally tally;
   const int64_t flat0 = kern::opt::flat_runs(), hpair0 = kern::opt::hpair_runs();
-  for (const char* name : kProfiles) {
-    const ChipProfile p = profile(name);
-    for (int i = 0; i < 60; ++i) {
-      const ConvSpec s = random_conv(rng);
-      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
-    }
-  }
+  run_conv_cases(
+      rng, 60, [&](int) { return random_conv(rng); }, tally);
   tally.report("Conv2d");
   EXPECT_GT(tally.optimized.value_or(0), tally.cases * 3 / 4);
   // The direct GEMM's variants are reached: flat output rows, and the odd last
@@ -440,13 +448,8 @@ TEST(OptimizedKernels, Conv2dWinogradEqualsReference) {
   std::mt19937 rng(31);
   Tally tally;
   const int64_t before = kern::opt::winograd_runs();
-  for (const char* name : kProfiles) {
-    const ChipProfile p = profile(name);
-    for (int i = 0; i < 16; ++i) {
-      const ConvSpec s = winograd_conv(rng);
-      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
-    }
-  }
+  run_conv_cases(
+      rng, 16, [&](int) { return winograd_conv(rng); }, tally);
   tally.report("Conv2d (Winograd shapes)");
   const int64_t runs = kern::opt::winograd_runs() - before;
   std::cout << "Winograd kernel runs: " << runs << "\n";
@@ -464,25 +467,26 @@ TEST(OptimizedKernels, Conv2dDepthwiseEqualsReference) {
   std::mt19937 rng(41);
   Tally tally;
   const int64_t before = kern::opt::depthwise_pairs_runs();
-  for (const char* name : kProfiles) {
-    const ChipProfile p = profile(name);
-    for (int i = 0; i < 30; ++i) {
-      ConvSpec s;
-      s.N = rand_int(rng, 1, 3);
-      s.C = s.M = s.group = rand_int(rng, 1, 12);
-      if (i % 3 == 0) s.M = s.C * rand_int(rng, 2, 4);  // a channel multiplier
-      if (i % 10 == 1) s.C = s.group = 1, s.M = rand_int(rng, 4, 20);  // a stem
-      s.KH = rand_int(rng, 1, 5);
-      s.KW = rand_int(rng, 0, 2) ? 3 : rand_int(rng, 1, 5);
-      s.strides = {rand_int(rng, 1, 3), i % 7 == 6 ? 3 : rand_int(rng, 1, 2)};
-      s.dil = {rand_int(rng, 0, 2) ? 1 : 2, i % 9 == 8 ? 2 : 1};
-      s.pads = {rand_int(rng, 0, 2), rand_int(rng, 0, 3), rand_int(rng, 0, 2), rand_int(rng, 0, 3)};
-      const int64_t eh = (s.KH - 1) * s.dil[0] + 1, ew = (s.KW - 1) * s.dil[1] + 1;
-      s.H = std::max<int64_t>(eh - s.pads[0] - s.pads[2], 1) + rand_int(rng, 0, 12);
-      s.W = std::max<int64_t>(ew - s.pads[1] - s.pads[3], 1) + rand_int(rng, 0, 40);
-      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
-    }
-  }
+  run_conv_cases(
+      rng, 30,
+      [&](int i) {
+        ConvSpec s;
+        s.N = rand_int(rng, 1, 3);
+        s.C = s.M = s.group = rand_int(rng, 1, 12);
+        if (i % 3 == 0) s.M = s.C * rand_int(rng, 2, 4);                 // a channel multiplier
+        if (i % 10 == 1) s.C = s.group = 1, s.M = rand_int(rng, 4, 20);  // a stem
+        s.KH = rand_int(rng, 1, 5);
+        s.KW = rand_int(rng, 0, 2) ? 3 : rand_int(rng, 1, 5);
+        s.strides = {rand_int(rng, 1, 3), i % 7 == 6 ? 3 : rand_int(rng, 1, 2)};
+        s.dil = {rand_int(rng, 0, 2) ? 1 : 2, i % 9 == 8 ? 2 : 1};
+        s.pads = {rand_int(rng, 0, 2), rand_int(rng, 0, 3), rand_int(rng, 0, 2),
+                  rand_int(rng, 0, 3)};
+        const int64_t eh = (s.KH - 1) * s.dil[0] + 1, ew = (s.KW - 1) * s.dil[1] + 1;
+        s.H = std::max<int64_t>(eh - s.pads[0] - s.pads[2], 1) + rand_int(rng, 0, 12);
+        s.W = std::max<int64_t>(ew - s.pads[1] - s.pads[3], 1) + rand_int(rng, 0, 40);
+        return s;
+      },
+      tally);
   tally.report("Conv2d (depthwise)");
   const int64_t runs = kern::opt::depthwise_pairs_runs() - before;
   std::cout << "depthwise paired-tap kernel runs: " << runs << "\n";
@@ -497,24 +501,24 @@ TEST(OptimizedKernels, Conv2dPackedPanelsEqualReference) {
   std::mt19937 rng(47);
   Tally tally;
   const int64_t before = kern::opt::packed_runs();
-  for (const char* name : kProfiles) {
-    const ChipProfile p = profile(name);
-    for (int i = 0; i < 6; ++i) {
-      ConvSpec s;
-      s.N = rand_int(rng, 1, 2);
-      s.C = rand_int(rng, 32, 80);
-      s.M = rand_int(rng, 18, 40);
-      s.group = 1;
-      s.KH = s.KW = i % 3 == 2 ? 1 : 3;
-      s.strides = {2, 2};
-      s.dil = {1, 1};
-      s.pads = s.KH == 1 ? std::vector<int64_t>{0, 0, 0, 0}
-                         : std::vector<int64_t>{rand_int(rng, 0, 1), rand_int(rng, 0, 1), 1, 1};
-      s.H = rand_int(rng, 24, 40);
-      s.W = rand_int(rng, 24, 40);
-      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
-    }
-  }
+  run_conv_cases(
+      rng, 6,
+      [&](int i) {
+        ConvSpec s;
+        s.N = rand_int(rng, 1, 2);
+        s.C = rand_int(rng, 32, 80);
+        s.M = rand_int(rng, 18, 40);
+        s.group = 1;
+        s.KH = s.KW = i % 3 == 2 ? 1 : 3;
+        s.strides = {2, 2};
+        s.dil = {1, 1};
+        s.pads = s.KH == 1 ? std::vector<int64_t>{0, 0, 0, 0}
+                           : std::vector<int64_t>{rand_int(rng, 0, 1), rand_int(rng, 0, 1), 1, 1};
+        s.H = rand_int(rng, 24, 40);
+        s.W = rand_int(rng, 24, 40);
+        return s;
+      },
+      tally);
   tally.report("Conv2d (packed panels)");
   const int64_t runs = kern::opt::packed_runs() - before;
   std::cout << "packed-panel runs: " << runs << "\n";
@@ -529,23 +533,23 @@ TEST(OptimizedKernels, Conv2dPointwiseEqualsReference) {
   std::mt19937 rng(43);
   Tally tally;
   const int64_t before = kern::opt::pointwise_runs();
-  for (const char* name : kProfiles) {
-    const ChipProfile p = profile(name);
-    for (int i = 0; i < 16; ++i) {
-      ConvSpec s;
-      s.N = rand_int(rng, 1, 3);
-      s.C = i % 4 == 3 ? rand_int(rng, 60, 150) : rand_int(rng, 1, 48);  // wide: shorter spans
-      s.M = rand_int(rng, 1, 40);
-      s.group = 1;
-      s.KH = s.KW = 1;
-      s.strides = {1, 1};
-      s.dil = {1, 1};
-      s.pads = {0, 0, 0, 0};
-      s.H = rand_int(rng, 1, 24);
-      s.W = rand_int(rng, 1, 40);
-      for (DType xd : activation_dtypes(p)) run_case(conv_case(rng, p, s, xd), p, tally);
-    }
-  }
+  run_conv_cases(
+      rng, 16,
+      [&](int i) {
+        ConvSpec s;
+        s.N = rand_int(rng, 1, 3);
+        s.C = i % 4 == 3 ? rand_int(rng, 60, 150) : rand_int(rng, 1, 48);  // wide: shorter spans
+        s.M = rand_int(rng, 1, 40);
+        s.group = 1;
+        s.KH = s.KW = 1;
+        s.strides = {1, 1};
+        s.dil = {1, 1};
+        s.pads = {0, 0, 0, 0};
+        s.H = rand_int(rng, 1, 24);
+        s.W = rand_int(rng, 1, 40);
+        return s;
+      },
+      tally);
   tally.report("Conv2d (pointwise)");
   const int64_t runs = kern::opt::pointwise_runs() - before;
   std::cout << "pointwise kernel runs: " << runs << "\n";
