@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "core/file_io.h"
@@ -20,21 +21,30 @@ std::string cache_root() {
   return (fs::temp_directory_path() / "qeval-cache").string();
 }
 
+Result<uint64_t> xxh64_files(const std::vector<std::string>& paths, const std::string& prefix, bool sizes) {
+  const std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> st(XXH64_createState(),
+                                                                             XXH64_freeState);
+  XXH64_reset(st.get(), 0);
+  XXH64_update(st.get(), prefix.data(), prefix.size());
+  for (const std::string& f : paths) {
+    QEVAL_ASSIGN_OR_RETURN(std::string bytes, read_file(f));
+    if (sizes) {
+      const uint64_t size = bytes.size();
+      XXH64_update(st.get(), &size, sizeof size);
+    }
+    XXH64_update(st.get(), bytes.data(), bytes.size());
+  }
+  return static_cast<uint64_t>(XXH64_digest(st.get()));
+}
+
 Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts) {
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
   // Both classifiers and det_tiny (its scenes are composited from it) derive from Fashion-MNIST.
+  std::vector<std::string> files;
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                         "t10k-labels-idx1-ubyte"}) {
-    auto bytes = read_file(fashion_mnist_file(opts.data_root, f));
-    if (!bytes.is_ok()) {
-      XXH64_freeState(st);
-      return bytes.status();
-    }
-    XXH64_update(st, bytes->data(), bytes->size());
+    files.push_back(fashion_mnist_file(opts.data_root, f));
   }
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
+  QEVAL_ASSIGN_OR_RETURN(const uint64_t h, xxh64_files(files));
   return fmt::format("{:016x}", h);
 }
 

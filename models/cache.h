@@ -7,7 +7,9 @@
 // the same entry wait on a file lock instead of training twice.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "models/trainer.h"
 
@@ -17,6 +19,10 @@ namespace qeval {
 inline constexpr const char* kTrainerCodeVersion = "qeval-fp32-trainer-2";
 
 std::string cache_root();  // $QEVAL_CACHE, else $HOME/.cache/qeval
+// XXH64 (seed 0) of `prefix` followed by the bytes of every file in order,
+// each preceded by its size (8 bytes) when `sizes`; a file's read error as is.
+Result<uint64_t> xxh64_files(const std::vector<std::string>& paths, const std::string& prefix = {},
+                             bool sizes = false);
 // Hex XXH64 of the model's training data files (Fashion-MNIST IDX files).
 Result<std::string> dataset_fingerprint(const ZooModel& m, const TrainOptions& opts);
 Result<std::string> baseline_key(const ZooModel& m, const TrainOptions& opts);

@@ -51,6 +51,10 @@ class Job {
  private:
   void stage(const std::string& what);
   Result<ZooModel> external_model();
+  // The cfg field the calibration images come from: calibration_dataset, else dataset.
+  const char* calibration_field() const {
+    return cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset";
+  }
   Result<std::vector<std::string>> calibration_files(int64_t count);
   Result<uint64_t> calibration_key(const std::vector<std::string>& files);
   Result<Tensor> calibration_images(const std::vector<std::string>& files);
@@ -131,8 +135,8 @@ Result<ZooModel> Job::external_model() {
 // by name), so that a slice covers every class; all of them when count <= 0
 // or the folder has no more.
 Result<std::vector<std::string>> Job::calibration_files(int64_t count) {
+  const char* field = calibration_field();
   const std::string& root = cfg_.calibration_dataset.empty() ? cfg_.dataset : cfg_.calibration_dataset;
-  const char* field = cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset";
   if (root.empty()) return invalid_argument("{}: calibration_dataset: not set", cfg_.path);
   QEVAL_ASSIGN_OR_RETURN(ImageFolder folder, in_field(scan_image_folder(root), cfg_.path, field));
   const int64_t n = static_cast<int64_t>(folder.samples.size());
@@ -146,23 +150,10 @@ Result<std::vector<std::string>> Job::calibration_files(int64_t count) {
 // What the quantized model depends on in the calibration images: the bytes of
 // every file, in order, and the preprocessing (decoding happens on a cache miss only).
 Result<uint64_t> Job::calibration_key(const std::vector<std::string>& files) {
-  XXH64_state_t* st = XXH64_createState();
-  XXH64_reset(st, 0);
   std::string pre = fmt::format("shape={};", fmt::join(zoo_.input_shape, ","));
   for (const auto& [k, v] : cfg_.preprocess) pre += k + "=" + v + ";";
-  XXH64_update(st, pre.data(), pre.size());
-  for (const std::string& f : files) {
-    Result<std::string> bytes = read_file(f);
-    if (!bytes.is_ok()) {
-      XXH64_freeState(st);
-      return bytes.status().with_context(fmt::format("{}: calibration image", cfg_.path));
-    }
-    const uint64_t size = bytes->size();
-    XXH64_update(st, &size, sizeof size);
-    XXH64_update(st, bytes->data(), bytes->size());
-  }
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
+  Result<uint64_t> h = xxh64_files(files, pre, /*sizes=*/true);
+  if (!h.is_ok()) return h.status().with_context(fmt::format("{}: calibration image", cfg_.path));
   return h;
 }
 
@@ -171,8 +162,7 @@ Result<Tensor> Job::calibration_images(const std::vector<std::string>& files) {
   QEVAL_ASSIGN_OR_RETURN(PreprocessConfig p, parse_preprocess_config(cfg_.preprocess, cfg_.path));
   if (p.input_shape.empty()) p.input_shape = zoo_.input_shape;
   stage(fmt::format("calibration images: decoding {}", files.size()));
-  return in_field(load_and_preprocess(files, p), cfg_.path,
-                  cfg_.calibration_dataset.empty() ? "dataset" : "calibration_dataset");
+  return in_field(load_and_preprocess(files, p), cfg_.path, calibration_field());
 }
 
 Status Job::load_fp32(JobResult& r) {
