@@ -190,37 +190,37 @@ for m in $MODELS; do
   for b in $BATCHES; do
     input=$WORK/inputs/${m}_b$b.npy
     for pass in $(seq "$PASSES"); do
-    layers=() sim_input=(--input "$input")
-    if [ "$pass" = 1 ]; then
-      [ "$b" = "$MAX_BATCH" ] && [ "$LAYERS" -gt 0 ] && layers=(--layers "$LAYERS")
-      # bench_sim builds the batch (the first b Fashion-MNIST test images, the zoo's
-      # preprocessing) and saves it: every peer runs on exactly these inputs.
-      sim_input=(--batch "$b" --save-input "$input")
-    fi
-    if ! measure infer qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b${b}_$pass.log" \
-      "$BENCH_SIM" "$QMODEL" "${sim_input[@]}" "${TIMING[@]}" "${layers[@]}"; then
-      for p in onnxruntime-int8 torch-int8 torch-fp32; do
-        record bench=infer peer=$p model="$m" batch="$b" skipped="no input batch: bench_sim failed"
+      layers=() sim_input=(--input "$input")
+      if [ "$pass" = 1 ]; then
+        [ "$b" = "$MAX_BATCH" ] && [ "$LAYERS" -gt 0 ] && layers=(--layers "$LAYERS")
+        # bench_sim builds the batch (the first b Fashion-MNIST test images, the zoo's
+        # preprocessing) and saves it: every peer runs on exactly these inputs.
+        sim_input=(--batch "$b" --save-input "$input")
+      fi
+      if ! measure infer qeval-sim-int8 "$m" "$b" "$WORK/logs/sim_${m}_b${b}_$pass.log" \
+        "$BENCH_SIM" "$QMODEL" "${sim_input[@]}" "${TIMING[@]}" "${layers[@]}"; then
+        for p in onnxruntime-int8 torch-int8 torch-fp32; do
+          record bench=infer peer=$p model="$m" batch="$b" skipped="no input batch: bench_sim failed"
+        done
+        break
+      fi
+      if ! command -v node > /dev/null; then
+        FAILED=1
+        record bench=infer peer=onnxruntime-int8 model="$m" batch="$b" \
+          skipped="not available: node is not installed (apt-get install nodejs npm; then (cd simulator/tests/referee && npm install --ignore-scripts))"
+      elif [ ! -f "$ONNX" ]; then
+        FAILED=1
+        record bench=infer peer=onnxruntime-int8 model="$m" batch="$b" skipped="not available: no $ONNX"
+      else
+        measure infer onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b${b}_$pass.log" \
+          node "$ROOT/bench/ort_bench.js" "$ONNX" "$input" --model "$m" \
+          --save-optimized "$WORK/ort/$m.optimized.onnx" "${TIMING[@]}"
+      fi
+      for p in int8 fp32; do
+        measure infer "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b${b}_$pass.log" \
+          "$PY" "$ROOT/bench/torch_bench.py" infer --model "$m" --input "$input" --peer "$p" \
+          ${FP32:+--weights "$FP32"} "${TIMING[@]}"
       done
-      break
-    fi
-    if ! command -v node > /dev/null; then
-      FAILED=1
-      record bench=infer peer=onnxruntime-int8 model="$m" batch="$b" \
-        skipped="not available: node is not installed (apt-get install nodejs npm; then (cd simulator/tests/referee && npm install --ignore-scripts))"
-    elif [ ! -f "$ONNX" ]; then
-      FAILED=1
-      record bench=infer peer=onnxruntime-int8 model="$m" batch="$b" skipped="not available: no $ONNX"
-    else
-      measure infer onnxruntime-int8 "$m" "$b" "$WORK/logs/ort_${m}_b${b}_$pass.log" \
-        node "$ROOT/bench/ort_bench.js" "$ONNX" "$input" --model "$m" \
-        --save-optimized "$WORK/ort/$m.optimized.onnx" "${TIMING[@]}"
-    fi
-    for p in int8 fp32; do
-      measure infer "torch-$p" "$m" "$b" "$WORK/logs/torch_${p}_${m}_b${b}_$pass.log" \
-        "$PY" "$ROOT/bench/torch_bench.py" infer --model "$m" --input "$input" --peer "$p" \
-        ${FP32:+--weights "$FP32"} "${TIMING[@]}"
-    done
     done
   done
 
