@@ -29,7 +29,7 @@ namespace qeval {
 //   optimized   optimized kernels with the best instruction set the CPU has (default);
 //   scalar, avx2, avx512vnni   optimized kernels limited to that instruction set
 //               (tests and debugging; one the CPU lacks is an error at Executor::create).
-enum class KernelMode { kReference, kOptimized, kScalar, kAvx2, kAvx512Vnni };
+enum class KernelMode { kReference, kOptimized, kScalar, kAvx2, kAvx512Vnni, kAmx };
 const char* kernel_mode_name(KernelMode m);
 Result<KernelMode> kernel_mode_from_name(const std::string& s);
 // $QEVAL_SIM_KERNELS, or kOptimized when unset; an unknown name is an error.

@@ -35,6 +35,7 @@ std::vector<KernelMode> optimized_modes() {
   std::vector<KernelMode> m{KernelMode::kScalar};
   if (kernel_mode_supported(KernelMode::kAvx2)) m.push_back(KernelMode::kAvx2);
   if (kernel_mode_supported(KernelMode::kAvx512Vnni)) m.push_back(KernelMode::kAvx512Vnni);
+  if (kernel_mode_supported(KernelMode::kAmx)) m.push_back(KernelMode::kAmx);
   return m;
 }
 
@@ -337,6 +338,48 @@ TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
   std::cout << "flat-row runs: " << flat << ", paired-tap last channel runs: " << hpair << "\n";
   EXPECT_GT(flat, tally.cases / 10);
   EXPECT_GT(hpair, tally.cases / 10);
+}
+
+// AMX tiles (opt_amx.cc): where the CPU has them, every suite above runs the
+// amx mode too; this one draws the shapes that exercise its layout and tiling
+// (several 16-row chunks, dilated chunks, channel counts not a multiple of 4
+// or 16, odd numbers of 16-channel blocks and of 16-output tiles, stride-2 rows
+// with vector and scalar tails, outputs narrower than a tile) and sums near
+// the int32 bound, and checks that AMX ran them.
+TEST(OptimizedKernels, Conv2dAmxEqualsReference) {
+  if (!kernel_mode_supported(KernelMode::kAmx)) {
+    GTEST_SKIP() << "this CPU (or kernel) lacks AMX-INT8 tiles: the amx kernels were not executed";
+  }
+  std::mt19937 rng(77);
+  Tally tally;
+  const int64_t before = kern::opt::amx_runs();
+  run_conv_cases(
+      rng, 24,
+      [&](int i) {
+        ConvSpec s = random_conv(rng);
+        s.group = 1;
+        s.C = i % 3 == 0 ? rand_int(rng, 1, 8) : rand_int(rng, 9, 80);
+        s.M = i % 4 == 0 ? rand_int(rng, 1, 16) : rand_int(rng, 17, 70);
+        s.W = std::max<int64_t>(s.W, 1) + rand_int(rng, 0, 50);
+        return s;
+      },
+      tally);
+  // Sums of K = 6400 products of extreme inputs and weights (|sum| up to 2^28).
+  const ChipProfile p = profile("onnx-qdq");
+  for (int i = 0; i < 4; ++i) {
+    const ConvSpec s{1, 256, 7, 9, 20, 5, 5, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}};
+    NodeCase c = conv_case(rng, p, s, i % 2 ? DType::kInt8 : DType::kUInt8);
+    Tensor& w = c.g.constants.at("w");
+    for (int64_t k = 0; k < w.numel(); ++k) w.set_int(k, (k / 7) % 3 ? 127 : -128);
+    Tensor& x = c.feeds.at("x");
+    const int64_t hi = x.dtype() == DType::kInt8 ? 127 : 255, lo = hi - 255;
+    for (int64_t k = 0; k < x.numel(); ++k) x.set_int(k, (k / 5) % 4 ? hi : lo);
+    run_case(c, p, tally);
+  }
+  tally.report("Conv2d on AMX");
+  const int64_t runs = kern::opt::amx_runs() - before;
+  std::cout << "AMX runs: " << runs << "\n";
+  EXPECT_GT(runs, tally.cases / 2);  // int16 inputs and asymmetric weights stay off AMX
 }
 
 // Float Conv2d (hybrid programs' float layers): the fast loop must add the same
@@ -1148,7 +1191,7 @@ TEST(OptimizedKernels, ZooModelsEqualReferenceOnEveryValue) {
 
 TEST(OptimizedKernels, KernelModeNamesAndSupport) {
   for (KernelMode m : {KernelMode::kReference, KernelMode::kOptimized, KernelMode::kScalar,
-                       KernelMode::kAvx2, KernelMode::kAvx512Vnni}) {
+                       KernelMode::kAvx2, KernelMode::kAvx512Vnni, KernelMode::kAmx}) {
     auto back = kernel_mode_from_name(kernel_mode_name(m));
     ASSERT_TRUE(back.is_ok());
     EXPECT_EQ(*back, m);

@@ -332,6 +332,9 @@ struct ConvParams {
   // packed by pack_gemm, one after the other.
   bool winograd = false;
   std::vector<int32_t> wino_pack;
+  // AMX tiles (opt_amx.cc), where the mode and the CPU have them and the
+  // operands fit: every other kernel choice is then skipped.
+  std::shared_ptr<const AmxConv> amx;
 };
 
 // Geometry of one run: the pair planes of one input channel pair are nph phase
@@ -1100,8 +1103,14 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   cp->base.dtype = out_dtype(a);
   cp->base.sum_bound = std::move(*bounds);
   cp->base.prepare();
+  if (group == 1 && uses_amx(a.mode)) {
+    const AmxConvSpec spec{.M = M, .C = Cg, .KH = KH, .KW = KW, .sh = cp->sh, .sw = cp->sw,
+                           .pt = cp->pt, .pl = cp->pl, .dh = cp->dh, .dw = cp->dw,
+                           .xdtype = qx.dtype, .zx = cp->zx};
+    cp->amx = amx_prepare_conv(spec, w->v.data());
+  }
   if (group == 1 && KH == 3 && KW == 3 && cp->sh == 1 && cp->sw == 1 && cp->dh == 1 &&
-      cp->dw == 1 && Cg >= kWinogradMinChannels && !cp->depthwise) {
+      cp->dw == 1 && Cg >= kWinogradMinChannels && !cp->depthwise && !cp->amx) {
     if (auto u = winograd_weights(*w, Cg, xmax)) {
       cp->winograd = true;
       cp->wino_pack = std::move(*u);
@@ -1119,6 +1128,7 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
         }
         Epilogue e = cp->base;
         e.set_bias(B);
+        if (cp->amx) return amx_run_conv(*cp->amx, X, Y, e);
         // (flat rows are the direct GEMM's; the per-tap depthwise kernel reads rows Wg wide)
         const ConvGeom g = conv_geom(*cp, X.shape(), Y.shape(), /*allow_flat=*/!cp->depthwise);
         if (cp->dw_pairs) return run_conv_dw_pairs(*cp, X, Y, e);

@@ -1351,6 +1351,7 @@ Isa isa_of(KernelMode m) {
     case KernelMode::kAvx2:
       return Isa::kAvx2;
     case KernelMode::kAvx512Vnni:
+    case KernelMode::kAmx:
       return Isa::kAvx512Vnni;
     case KernelMode::kReference:
     case KernelMode::kOptimized:
@@ -1360,6 +1361,10 @@ Isa isa_of(KernelMode m) {
                           : cpu_has(Isa::kAvx2)     ? Isa::kAvx2
                                                     : Isa::kScalar;
   return best;
+}
+
+bool uses_amx(KernelMode m) {
+  return m == KernelMode::kAmx || (m == KernelMode::kOptimized && amx_usable());
 }
 
 const IsaKernels& kernels(Isa isa) {

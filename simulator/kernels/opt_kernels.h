@@ -37,6 +37,7 @@
 #include <tbb/parallel_for.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -64,6 +65,8 @@ enum class Isa { kScalar, kAvx2, kAvx512Vnni };
 bool cpu_has(Isa isa);
 // The instruction set an optimized kernel mode runs (kOptimized: the best the CPU has).
 Isa isa_of(KernelMode m);
+// Whether a mode runs Conv2d on AMX tiles (kAmx; kOptimized where amx_usable()).
+bool uses_amx(KernelMode m);
 
 // The GEMM micro-tile: kRows output channels x kGroups groups of kLanes outputs
 // (6 x 2: 12 AVX2 accumulators, 2 inputs, a weight and a product fill the 16
@@ -211,6 +214,28 @@ int64_t flat_runs();
 int64_t hpair_runs();
 // The same for the direct GEMM that copies tiles' inputs into panels first.
 int64_t packed_runs();
+
+// AMX-INT8 (opt_amx.cc): Conv2d of one group with 8-bit activations and
+// centred weights within int8, on tile registers (tdpbsud / tdpbssd) over the
+// raw activations, the accumulators starting at -z_x * sum(w'), exact under the
+// same overflow bound as the other kernels.
+// The CPU has AMX-TILE and AMX-INT8 (and AVX-512 VNNI), the OS enables their
+// state, and Linux granted this process the tile data (arch_prctl).
+bool amx_usable();
+struct AmxConvSpec {
+  int64_t M = 0, C = 0, KH = 0, KW = 0, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  DType xdtype = DType::kUInt8;
+  int32_t zx = 0;
+};
+struct AmxConv;
+// Packs the centred weights w[m * K + (c * KH + kh) * KW + kw] (K = C KH KW);
+// nullptr where AMX does not apply (no AMX, activations not 8-bit, a centred
+// weight beyond int8). The caller has checked the overflow bound.
+std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int32_t* w);
+// Y = the convolution of X (N x C x H x W) finished by e; Y's shape gives OH, OW.
+Status amx_run_conv(const AmxConv& c, const Tensor& X, Tensor& Y, const Epilogue& e);
+// Convolutions run on AMX in this process (tests check their cases reach it).
+int64_t amx_runs();
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);

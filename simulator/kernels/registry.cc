@@ -28,17 +28,18 @@ const char* kernel_mode_name(KernelMode m) {
     case KernelMode::kScalar: return "scalar";
     case KernelMode::kAvx2: return "avx2";
     case KernelMode::kAvx512Vnni: return "avx512vnni";
+    case KernelMode::kAmx: return "amx";
   }
   return "?";
 }
 
 Result<KernelMode> kernel_mode_from_name(const std::string& s) {
   for (KernelMode m : {KernelMode::kReference, KernelMode::kOptimized, KernelMode::kScalar,
-                       KernelMode::kAvx2, KernelMode::kAvx512Vnni}) {
+                       KernelMode::kAvx2, KernelMode::kAvx512Vnni, KernelMode::kAmx}) {
     if (s == kernel_mode_name(m)) return m;
   }
   return invalid_argument("unknown kernel mode '{}' (allowed: reference, optimized, scalar, avx2, "
-                          "avx512vnni)", s);
+                          "avx512vnni, amx)", s);
 }
 
 Result<KernelMode> kernel_mode_from_env() {
@@ -56,6 +57,7 @@ bool kernel_mode_supported(KernelMode m) {
     case KernelMode::kScalar: return true;
     case KernelMode::kAvx2: return kern::opt::cpu_has(kern::opt::Isa::kAvx2);
     case KernelMode::kAvx512Vnni: return kern::opt::cpu_has(kern::opt::Isa::kAvx512Vnni);
+    case KernelMode::kAmx: return kern::opt::amx_usable();
   }
   return false;
 }
