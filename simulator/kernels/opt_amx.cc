@@ -76,7 +76,10 @@ int64_t amx_runs() { return g_amx_runs.load(); }
 bool amx_usable() {
 #ifdef QEVAL_AMX_X86
   static const bool ok = [] {
-    if (!cpu_has(Isa::kAvx512Vnni)) return false;
+    if (!cpu_has(Isa::kAvx512Vnni) || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vbmi")) {
+      return false;
+    }
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     if (!(d & (1u << 24)) || !(d & (1u << 25))) return false;                // AMX-TILE, AMX-INT8
@@ -170,7 +173,12 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
 
 #ifdef QEVAL_AMX_X86
 
-#define QEVAL_AMX __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,amx-tile,amx-int8")))
+// GCC 12's _mm512_inserti64x4 starts from an undefined vector that its own
+// -Wmaybe-uninitialized then reports at every use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define QEVAL_AMX \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vbmi,amx-tile,amx-int8")))
 
 namespace {
 
@@ -194,67 +202,95 @@ TileConfig tile_config(int64_t R) {
 QEVAL_AMX void tiles_begin(const TileConfig& c) { _tile_loadconfig(&c); }
 QEVAL_AMX void tiles_end() { _tile_release(); }
 
-// 16 bytes of each of four rows interleaved into 16 words at dst.
-QEVAL_AMX inline void interleave16(__m128i a, __m128i b, __m128i c, __m128i d, uint32_t* dst) {
-  const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
-  const __m128i cd0 = _mm_unpacklo_epi8(c, d), cd1 = _mm_unpackhi_epi8(c, d);
-  __m128i* o = reinterpret_cast<__m128i*>(dst);
-  _mm_storeu_si128(o, _mm_unpacklo_epi16(ab0, cd0));
-  _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab0, cd0));
-  _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(ab1, cd1));
-  _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(ab1, cd1));
+// Byte permutations of the layout (vpermt2b over two vectors a = [row 0 |
+// row 1], b = [row 2 | row 3], 32 bytes of each row): output byte 4p + i is
+// row i's byte p * step + off, i.e. word p holds the four rows' bytes.
+struct QuadIndex {
+  alignas(64) uint8_t lo[64], hi[64], even[64];
+  QuadIndex() {
+    for (int p = 0; p < 16; ++p)
+      for (int i = 0; i < 4; ++i) {
+        const int row = (i & 1) * 32 + (i >> 1) * 64;
+        lo[4 * p + i] = static_cast<uint8_t>(row + p);
+        hi[4 * p + i] = static_cast<uint8_t>(row + 16 + p);
+        even[4 * p + i] = static_cast<uint8_t>(row + 2 * p);
+      }
+  }
+};
+const QuadIndex kQuadIndex;
+
+QEVAL_AMX inline __m512i rows2(const uint8_t* r0, const uint8_t* r1, __mmask32 m) {
+  return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_maskz_loadu_epi8(m, r0)),
+                            _mm256_maskz_loadu_epi8(m, r1), 1);
 }
-// The low 8 bytes of each of four rows interleaved into 8 words at dst.
-QEVAL_AMX inline void interleave8(__m128i a, __m128i b, __m128i c, __m128i d, uint32_t* dst) {
-  const __m128i ab = _mm_unpacklo_epi8(a, b), cd = _mm_unpacklo_epi8(c, d);
-  __m128i* o = reinterpret_cast<__m128i*>(dst);
-  _mm_storeu_si128(o, _mm_unpacklo_epi16(ab, cd));
-  _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab, cd));
+QEVAL_AMX inline __mmask32 mask32(int64_t bytes) {
+  return bytes >= 32 ? ~__mmask32{0} : (__mmask32{1} << bytes) - 1;
 }
-QEVAL_AMX inline __m128i load16(const uint8_t* p) {
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-}
-QEVAL_AMX inline __m128i load8(const uint8_t* p) {
-  return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-}
-// The even bytes of the 32 at p (16 bytes), of the 16 at p (low 8 bytes).
-QEVAL_AMX inline __m128i even16(const uint8_t* p) {
-  const __m128i lo = _mm_set1_epi16(0x00ff);
-  return _mm_packus_epi16(_mm_and_si128(load16(p), lo), _mm_and_si128(load16(p + 16), lo));
-}
-QEVAL_AMX inline __m128i even8(const uint8_t* p) {
-  const __m128i v = _mm_and_si128(load16(p), _mm_set1_epi16(0x00ff));
-  return _mm_packus_epi16(v, v);
+QEVAL_AMX inline __mmask64 mask64(int64_t bytes) {
+  return bytes >= 64 ? ~__mmask64{0} : bytes <= 0 ? 0 : (__mmask64{1} << bytes) - 1;
 }
 
-// Interleaves count bytes of four channel rows (stride sw) into words:
-// dst[j] = (c0[j sw], c1[j sw], c2[j sw], c3[j sw]). Vector loads read no
-// more than `avail` bytes from each row pointer.
-QEVAL_AMX void quad_row(const uint8_t* c0, const uint8_t* c1, const uint8_t* c2, const uint8_t* c3,
-                        int64_t sw, int64_t count, int64_t avail, uint32_t* dst) {
-  int64_t j = 0;
-  if (sw == 1) {
-    for (; j + 16 <= count; j += 16) {
-      interleave16(load16(c0 + j), load16(c1 + j), load16(c2 + j), load16(c3 + j), dst + j);
+// The shape of a run of `count` words (quad_row): full steps of 32 (sw = 1)
+// or 16 (sw = 2) words and the masks of the last, partial one.
+struct RowPlan {
+  int64_t sw, count, full, step;
+  __mmask32 tail_load;      // bytes of each row the partial step reads
+  __mmask64 tail_store[2];  // bytes of its one or two 64-byte stores
+  int64_t tail_words;
+};
+QEVAL_AMX inline RowPlan row_plan(int64_t sw, int64_t count) {
+  RowPlan r{};
+  r.sw = sw, r.count = count, r.step = sw == 1 ? 32 : 16;
+  r.full = count / r.step;
+  r.tail_words = count - r.full * r.step;
+  r.tail_load = mask32(sw == 1 ? r.tail_words : 2 * r.tail_words - 1);
+  r.tail_store[0] = mask64(4 * r.tail_words);
+  r.tail_store[1] = mask64(4 * (r.tail_words - 16));
+  return r;
+}
+
+// Interleaves `count` bytes of four channel rows (stride sw, 1 or 2) into
+// words: dst[j] = (c0[j sw], c1[j sw], c2[j sw], c3[j sw]). Only those bytes
+// are read (the partial step's loads are masked).
+__attribute__((always_inline)) QEVAL_AMX inline void quad_row(const uint8_t* c0, const uint8_t* c1,
+                                                              const uint8_t* c2, const uint8_t* c3,
+                                                              const RowPlan& r, const __m512i* idx,
+                                                              uint32_t* dst) {
+  const __mmask32 all = ~__mmask32{0};
+  if (r.sw == 1) {
+    int64_t j = 0;
+    for (int64_t k = 0; k < r.full; ++k, j += 32) {
+      const __m512i a = rows2(c0 + j, c1 + j, all), b = rows2(c2 + j, c3 + j, all);
+      _mm512_storeu_si512(dst + j, _mm512_permutex2var_epi8(a, idx[0], b));
+      _mm512_storeu_si512(dst + j + 16, _mm512_permutex2var_epi8(a, idx[1], b));
     }
-    if (j + 8 <= count) {
-      interleave8(load8(c0 + j), load8(c1 + j), load8(c2 + j), load8(c3 + j), dst + j);
-      j += 8;
+    if (r.tail_words) {
+      const __m512i a = rows2(c0 + j, c1 + j, r.tail_load), b = rows2(c2 + j, c3 + j, r.tail_load);
+      _mm512_mask_storeu_epi8(dst + j, r.tail_store[0], _mm512_permutex2var_epi8(a, idx[0], b));
+      if (r.tail_words > 16) {
+        _mm512_mask_storeu_epi8(dst + j + 16, r.tail_store[1],
+                                _mm512_permutex2var_epi8(a, idx[1], b));
+      }
     }
-  } else if (sw == 2) {
-    for (; j + 16 <= count && 2 * j + 32 <= avail; j += 16) {
-      interleave16(even16(c0 + 2 * j), even16(c1 + 2 * j), even16(c2 + 2 * j), even16(c3 + 2 * j),
-                   dst + j);
+  } else if (r.sw == 2) {
+    int64_t j = 0;
+    // A full step reads bytes up to 2 j + 30, 31 of them: masked as the tail.
+    const __mmask32 m31 = mask32(31);
+    for (int64_t k = 0; k < r.full; ++k, j += 16) {
+      const __m512i a = rows2(c0 + 2 * j, c1 + 2 * j, m31), b = rows2(c2 + 2 * j, c3 + 2 * j, m31);
+      _mm512_storeu_si512(dst + j, _mm512_permutex2var_epi8(a, idx[2], b));
     }
-    if (j + 8 <= count && 2 * j + 16 <= avail) {
-      interleave8(even8(c0 + 2 * j), even8(c1 + 2 * j), even8(c2 + 2 * j), even8(c3 + 2 * j),
-                  dst + j);
-      j += 8;
+    if (r.tail_words) {
+      const __m512i a = rows2(c0 + 2 * j, c1 + 2 * j, r.tail_load),
+                    b = rows2(c2 + 2 * j, c3 + 2 * j, r.tail_load);
+      _mm512_mask_storeu_epi8(dst + j, r.tail_store[0], _mm512_permutex2var_epi8(a, idx[2], b));
     }
-  }
-  for (; j < count; ++j) {
-    const int64_t x = j * sw;
-    dst[j] = uint32_t{c0[x]} | uint32_t{c1[x]} << 8 | uint32_t{c2[x]} << 16 | uint32_t{c3[x]} << 24;
+  } else {
+    for (int64_t j = 0; j < r.count; ++j) {
+      const int64_t x = j * r.sw;
+      dst[j] =
+          uint32_t{c0[x]} | uint32_t{c1[x]} << 8 | uint32_t{c2[x]} << 16 | uint32_t{c3[x]} << 24;
+    }
   }
 }
 
@@ -264,11 +300,12 @@ struct AmxGeom {
 };
 
 // Lays out padded input rows ih0 .. ih0 + rows_in - 1 of image n into dst.
-QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
-                           const uint8_t* xend, int64_t n, int64_t ih0, const uint8_t* zeros,
-                           const uint8_t* zend, uint32_t* dst) {
+QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x, int64_t n,
+                           int64_t ih0, const uint8_t* zeros, uint32_t* dst) {
   const AmxConvSpec& s = p.s;
   const uint32_t padq = uint32_t{p.pad} * 0x01010101u;
+  const __m512i idx[3] = {_mm512_load_si512(kQuadIndex.lo), _mm512_load_si512(kQuadIndex.hi),
+                          _mm512_load_si512(kQuadIndex.even)};
   for (size_t ph = 0; ph < p.phase_rw.size(); ++ph) {
     const int64_t rw = p.phase_rw[ph];
     // Words [j_lo, j_hi) come from the image: padded column j * sw + rw - pl in [0, W).
@@ -276,6 +313,7 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
     const int64_t j_hi =
         std::max(j_lo, std::min(g.Wq, std::max<int64_t>(0, ceil_div(g.W + s.pl - rw, s.sw))));
     const int64_t x0 = j_lo * s.sw + rw - s.pl;
+    const RowPlan plan = row_plan(s.sw, j_hi - j_lo);
     uint32_t* plane = dst + ph * g.plane_words;
     for (int64_t il = 0; il < g.rows_in; ++il) {
       const int64_t y = ih0 + il - s.pt;
@@ -284,18 +322,20 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
         std::fill(row, row + p.nq * g.Wq, padq);
         continue;
       }
+      const uint8_t* xr = x + (n * s.C * g.H + y) * g.W + x0;  // channel 0's row
+      const int64_t cs = g.H * g.W;
       for (int64_t q = 0; q < p.nq; ++q) {
         uint32_t* o = row + q * g.Wq;
-        std::fill(o, o + j_lo, padq);
-        std::fill(o + j_hi, o + g.Wq, padq);
-        const uint8_t* c[4];
-        int64_t avail = INT64_MAX;  // bytes readable from every row pointer
-        for (int64_t i = 0; i < 4; ++i) {
-          const int64_t ch = 4 * q + i;
-          c[i] = ch < s.C ? x + ((n * s.C + ch) * g.H + y) * g.W + x0 : zeros;
-          avail = std::min(avail, ch < s.C ? xend - c[i] : zend - c[i]);
+        for (int64_t j = 0; j < j_lo; ++j) o[j] = padq;
+        for (int64_t j = j_hi; j < g.Wq; ++j) o[j] = padq;
+        const int64_t c = 4 * q;
+        const uint8_t* c0 = xr + c * cs;
+        if (c + 3 < s.C) {
+          quad_row(c0, c0 + cs, c0 + 2 * cs, c0 + 3 * cs, plan, idx, o + j_lo);
+        } else {
+          quad_row(c0, c + 1 < s.C ? c0 + cs : zeros, c + 2 < s.C ? c0 + 2 * cs : zeros, zeros,
+                   plan, idx, o + j_lo);
         }
-        quad_row(c[0], c[1], c[2], c[3], s.sw, j_hi - j_lo, avail, o + j_lo);
       }
     }
   }
@@ -358,8 +398,7 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
                         const Epilogue& e, int64_t n, int64_t oh0, int64_t oh1, uint32_t* buf,
                         int32_t* acc, const uint8_t* zeros) {
   const AmxConvSpec& s = p.s;
-  const auto* x = static_cast<const uint8_t*>(X.raw());
-  layout_rows(p, g, x, x + X.nbytes(), n, oh0 * s.sh, zeros, zeros + g.W + 64, buf);
+  layout_rows(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, zeros, buf);
   const IsaKernels& k = kernels(Isa::kAvx512Vnni);
   const int64_t nchunks = static_cast<int64_t>(p.chunks.size()), ablock = nchunks * 16 * 4 * p.R;
   const int64_t esize = static_cast<int64_t>(dtype_size(Y.dtype())), P = g.OH * g.OW;
