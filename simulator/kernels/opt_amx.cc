@@ -35,6 +35,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <new>
+#include <type_traits>
+#include <vector>
 
 #include "simulator/kernels/opt_kernels.h"
 
@@ -48,26 +51,56 @@
 
 namespace qeval::kern::opt {
 
+namespace {
+
+// 64-byte aligned storage: tile rows that straddle two cache lines load about
+// six times slower (12 rows of 64 bytes: 32 cycles against 5, measured).
+template <typename T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <typename U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  bool operator==(const Aligned64&) const { return true; }
+};
+template <typename T>
+using AlignedVec = std::vector<T, Aligned64<T>>;
+
+}  // namespace
+
 struct AmxConv {
   AmxConvSpec s;
-  int64_t nq = 0;                 // quads of input channels
-  int64_t R = 0;                  // B rows (quads) per chunk: every chunk's K is 4R bytes
-  int64_t MB = 0;                 // blocks of 16 output channels
-  uint8_t pad = 0;                // the byte of a padding position (z_x)
-  std::vector<int64_t> phase_rw;  // the column phase of each plane
+  int64_t nq = 0;   // quads of input channels
+  int64_t R = 0;    // B rows (quads) per chunk: every chunk's K is 4R bytes
+  int64_t MB = 0;   // blocks of 16 output channels
+  uint8_t pad = 0;  // the byte of a padding position (z_x)
+  // Planes, all rows Ws words apart (a multiple of 16). A base plane per
+  // column phase rw: word j of a row holds padded column j * sw + rw, for
+  // j < Wq + the columns the taps reach past it. Tap column kw reads phase
+  // rw = kw dw % sw from word col = kw dw / sw on: col 0 is the base plane
+  // itself, any other col a copy of the base rows shifted by col words, so
+  // that every B tile row starts on whole 64 bytes.
+  std::vector<int64_t> base_rw;                     // planes 0 .. bases - 1
+  std::vector<std::pair<int64_t, int64_t>> copies;  // the next planes: (base, col)
+  int64_t max_col = 0;
   struct Chunk {
-    int64_t phase, col, row;  // plane, word offset of its column, first B row (of Wq words)
+    int64_t plane, row;  // the tap column's plane, first B row (in rows of Ws words)
   };
   std::vector<Chunk> chunks;
-  std::vector<int8_t> a;      // [MB][chunk][16 channels][4R bytes]
-  std::vector<int32_t> init;  // [MB][16 channels][16 lanes]: -z_x * sum(w'_c), wrapped
+  AlignedVec<int8_t> a;      // [MB][chunk][16 channels][64 bytes, 4R used]
+  AlignedVec<int32_t> init;  // [MB][16 channels][16 lanes]: -z_x * sum(w'_c), wrapped
 };
 
 namespace {
 
 std::atomic<int64_t> g_amx_runs{0};
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// ceil(a / b) for b > 0 and any a.
+int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
 
 }  // namespace
 
@@ -123,11 +156,23 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
   std::vector<std::vector<Row>> rows;  // per chunk
   std::vector<int64_t> chunk_kw;
   for (int64_t kw = 0; kw < s.KW; ++kw) {
-    const int64_t rw = kw * s.dw % s.sw;
-    auto it = std::find(p->phase_rw.begin(), p->phase_rw.end(), rw);
-    const int64_t phase = it - p->phase_rw.begin();
-    if (it == p->phase_rw.end()) p->phase_rw.push_back(rw);
-    const int64_t col = kw * s.dw / s.sw;
+    const int64_t rw = kw * s.dw % s.sw, col = kw * s.dw / s.sw;
+    auto it = std::find(p->base_rw.begin(), p->base_rw.end(), rw);
+    if (it == p->base_rw.end()) it = p->base_rw.insert(p->base_rw.end(), rw);
+    p->max_col = std::max(p->max_col, col);
+  }
+  std::vector<int64_t> plane_of;
+  for (int64_t kw = 0; kw < s.KW; ++kw) {
+    const int64_t rw = kw * s.dw % s.sw, col = kw * s.dw / s.sw;
+    const int64_t base = std::find(p->base_rw.begin(), p->base_rw.end(), rw) - p->base_rw.begin();
+    if (col == 0) {
+      plane_of.push_back(base);
+    } else {
+      plane_of.push_back(static_cast<int64_t>(p->base_rw.size() + p->copies.size()));
+      p->copies.emplace_back(base, col);
+    }
+  }
+  for (int64_t kw = 0; kw < s.KW; ++kw) {
     for (int64_t kh0 = 0; kh0 < (s.dh == 1 ? 1 : s.KH); ++kh0) {
       for (int64_t c = 0; c < nch; ++c) {
         std::vector<Row> rs(p->R, Row{-1, -1});
@@ -137,13 +182,13 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
           rs[r] = s.dh == 1 ? Row{f / p->nq, f % p->nq} : Row{kh0, f};
         }
         const int64_t row0 = s.dh == 1 ? c * p->R : kh0 * s.dh * p->nq + c * p->R;
-        p->chunks.push_back({phase, col, row0});
+        p->chunks.push_back({plane_of[kw], row0});
         rows.push_back(std::move(rs));
         chunk_kw.push_back(kw);
       }
     }
   }
-  const int64_t nchunks = static_cast<int64_t>(p->chunks.size()), kb = 4 * p->R;
+  const int64_t nchunks = static_cast<int64_t>(p->chunks.size()), kb = 64;
   p->a.assign(p->MB * nchunks * 16 * kb, 0);
   for (int64_t mb = 0; mb < p->MB; ++mb)
     for (int64_t j = 0; j < nchunks; ++j) {
@@ -296,38 +341,40 @@ __attribute__((always_inline)) QEVAL_AMX inline void quad_row(const uint8_t* c0,
 
 // The geometry of one run.
 struct AmxGeom {
-  int64_t N, H, W, OH, OW, Wq, rows_per_task, rows_in, plane_words, tiles_per_row;
+  // Wq: the words a tile row reads (whole tiles); Ws: the planes' row stride.
+  int64_t N, H, W, OH, OW, Wq, Ws, rows_per_task, rows_in, plane_words, tiles_per_row;
 };
 
-// Lays out padded input rows ih0 .. ih0 + rows_in - 1 of image n into dst.
+// Lays out padded input rows ih0 .. ih0 + rows_in - 1 of image n into the
+// planes at dst.
 QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x, int64_t n,
                            int64_t ih0, const uint8_t* zeros, uint32_t* dst) {
   const AmxConvSpec& s = p.s;
   const uint32_t padq = uint32_t{p.pad} * 0x01010101u;
   const __m512i idx[3] = {_mm512_load_si512(kQuadIndex.lo), _mm512_load_si512(kQuadIndex.hi),
                           _mm512_load_si512(kQuadIndex.even)};
-  for (size_t ph = 0; ph < p.phase_rw.size(); ++ph) {
-    const int64_t rw = p.phase_rw[ph];
-    // Words [j_lo, j_hi) come from the image: padded column j * sw + rw - pl in [0, W).
-    const int64_t j_lo = std::min(g.Wq, std::max<int64_t>(0, ceil_div(s.pl - rw, s.sw)));
-    const int64_t j_hi =
-        std::max(j_lo, std::min(g.Wq, std::max<int64_t>(0, ceil_div(g.W + s.pl - rw, s.sw))));
+  const int64_t width = g.Wq + p.max_col, rows = g.rows_in * p.nq;  // of a base plane
+  for (size_t ph = 0; ph < p.base_rw.size(); ++ph) {
+    const int64_t rw = p.base_rw[ph];
+    // Words [j_lo, j_hi) come from the image: input column j * sw + rw - pl in [0, W).
+    const int64_t j_lo = std::clamp<int64_t>(ceil_div(s.pl - rw, s.sw), 0, width);
+    const int64_t j_hi = std::clamp<int64_t>(ceil_div(g.W + s.pl - rw, s.sw), j_lo, width);
     const int64_t x0 = j_lo * s.sw + rw - s.pl;
     const RowPlan plan = row_plan(s.sw, j_hi - j_lo);
     uint32_t* plane = dst + ph * g.plane_words;
     for (int64_t il = 0; il < g.rows_in; ++il) {
       const int64_t y = ih0 + il - s.pt;
-      uint32_t* row = plane + il * p.nq * g.Wq;
+      uint32_t* row = plane + il * p.nq * g.Ws;
       if (y < 0 || y >= g.H) {
-        std::fill(row, row + p.nq * g.Wq, padq);
+        for (int64_t q = 0; q < p.nq; ++q) std::fill_n(row + q * g.Ws, width, padq);
         continue;
       }
       const uint8_t* xr = x + (n * s.C * g.H + y) * g.W + x0;  // channel 0's row
       const int64_t cs = g.H * g.W;
       for (int64_t q = 0; q < p.nq; ++q) {
-        uint32_t* o = row + q * g.Wq;
+        uint32_t* o = row + q * g.Ws;
         for (int64_t j = 0; j < j_lo; ++j) o[j] = padq;
-        for (int64_t j = j_hi; j < g.Wq; ++j) o[j] = padq;
+        for (int64_t j = j_hi; j < width; ++j) o[j] = padq;
         const int64_t c = 4 * q;
         const uint8_t* c0 = xr + c * cs;
         if (c + 3 < s.C) {
@@ -336,6 +383,17 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
           quad_row(c0, c + 1 < s.C ? c0 + cs : zeros, c + 2 < s.C ? c0 + 2 * cs : zeros, zeros,
                    plan, idx, o + j_lo);
         }
+      }
+    }
+  }
+  // The shifted copies: Wq words of each row, from word col of the base row.
+  for (size_t k = 0; k < p.copies.size(); ++k) {
+    const auto [base, col] = p.copies[k];
+    const uint32_t* src = dst + base * g.plane_words + col;
+    uint32_t* out = dst + (p.base_rw.size() + k) * g.plane_words;
+    for (int64_t r = 0; r < rows; ++r, src += g.Ws, out += g.Ws) {
+      for (int64_t j = 0; j < g.Wq; j += 16) {
+        _mm512_store_si512(out + j, _mm512_loadu_si512(src + j));
       }
     }
   }
@@ -348,9 +406,9 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
 // row's end, which land on the next tile's first columns, are overwritten.
 template <bool kSigned, bool kTwoBlocks>
 QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, const int32_t* init,
-                         const uint32_t* b0, const uint32_t* b1, int64_t plane_words, int64_t Wq,
+                         const uint32_t* b0, const uint32_t* b1, int64_t plane_words, int64_t Ws,
                          int32_t* acc0, int32_t* acc1, int64_t ld) {
-  const int64_t kb = 4 * p.R, bstride = Wq * 4;
+  const int64_t kb = 64, bstride = Ws * 4;
   _tile_loadd(0, init, 64);
   _tile_loadd(1, init, 64);
   if constexpr (kTwoBlocks) {
@@ -358,7 +416,7 @@ QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, co
     _tile_loadd(3, init + 256, 64);
   }
   for (const AmxConv::Chunk& ch : p.chunks) {
-    const int64_t off = ch.phase * plane_words + ch.row * Wq + ch.col;
+    const int64_t off = ch.plane * plane_words + ch.row * Ws;
     _tile_loadd(4, a, kb);
     _tile_loadd(6, b0 + off, bstride);
     _tile_loadd(7, b1 + off, bstride);
@@ -390,6 +448,72 @@ QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, co
   }
 }
 
+// The float scheme's epilogue for 8-bit outputs, 16 lanes at a time: the AVX2
+// epilogue's ReqFloat form (opt_isa.cc) in 512-bit vectors, f = float(sum +
+// bias) * scale clamped to [qmin - zp, qmax - zp] in float, converted in the
+// current rounding mode (vcvtps2dq, as the reference's nearbyint), + zp; the
+// clamped values are in the dtype's range, so vpmov[u]sdb narrows them exactly.
+// Channels the vector code does not take (Epilogue::vec) go to `other`.
+QEVAL_AMX inline __m512i requant_float(__m512i a, __m512i b, __m512 sc, __m512 flo, __m512 fhi,
+                                       __m512i zp) {
+  const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, b)), sc);
+  return _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(f, flo), fhi)), zp);
+}
+
+template <typename T>
+QEVAL_AMX void finish_float8(const Epilogue& e, const IsaKernels& other, int64_t c0, int64_t rows,
+                             const int32_t* acc, int64_t ld, int64_t n, T* dst, int64_t P) {
+  const int32_t zp = e.st.y.z(), lo = e.st.y.qmin - zp, hi = e.st.y.qmax - zp;
+  const __m512 flo = _mm512_set1_ps(static_cast<float>(lo)),
+               fhi = _mm512_set1_ps(static_cast<float>(hi));
+  const __m512i vzp = _mm512_set1_epi32(zp);
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n % 16)) - 1);
+  for (int64_t r = 0; r < rows; ++r, acc += ld, dst += P) {
+    const int64_t c = c0 + r;
+    if (!e.vec[c]) {
+      other.finish(e, c, 1, acc, ld, n, dst, P, 1);
+      continue;
+    }
+    const __m512 sc = _mm512_set1_ps(e.ch[c].fscale);
+    const __m512i b = _mm512_set1_epi32(static_cast<int32_t>(e.bias[c]));
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512i v = requant_float(_mm512_loadu_si512(acc + i), b, sc, flo, fhi, vzp);
+      if constexpr (std::is_same_v<T, uint8_t>) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtusepi32_epi8(v));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtsepi32_epi8(v));
+      }
+    }
+    if (i < n) {
+      const __m512i v =
+          requant_float(_mm512_maskz_loadu_epi32(tail, acc + i), b, sc, flo, fhi, vzp);
+      if constexpr (std::is_same_v<T, uint8_t>) {
+        _mm512_mask_cvtusepi32_storeu_epi8(dst + i, tail, v);
+      } else {
+        _mm512_mask_cvtsepi32_storeu_epi8(dst + i, tail, v);
+      }
+    }
+  }
+}
+
+// The epilogue of rows c0 .. c0 + rows of a row group (n outputs each, their
+// sums ld words apart) into dst (element (r, i) at r * P + i).
+QEVAL_AMX void finish_group(const Epilogue& e, const IsaKernels& k, int64_t c0, int64_t rows,
+                            const int32_t* acc, int64_t ld, int64_t n, char* dst, int64_t P) {
+  if (!e.st.raw && e.st.rq.scheme == RequantScheme::kFloat && e.dtype == e.st.y.dtype) {
+    if (e.dtype == DType::kUInt8) {
+      finish_float8(e, k, c0, rows, acc, ld, n, reinterpret_cast<uint8_t*>(dst), P);
+      return;
+    }
+    if (e.dtype == DType::kInt8) {
+      finish_float8(e, k, c0, rows, acc, ld, n, reinterpret_cast<int8_t*>(dst), P);
+      return;
+    }
+  }
+  k.finish(e, c0, rows, acc, ld, n, dst, P, 1);
+}
+
 // Output rows per epilogue call: their sums of 32 channels within ~32 KB.
 constexpr int64_t kAccOutputs = 256;
 
@@ -400,18 +524,19 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
   const AmxConvSpec& s = p.s;
   layout_rows(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, zeros, buf);
   const IsaKernels& k = kernels(Isa::kAvx512Vnni);
-  const int64_t nchunks = static_cast<int64_t>(p.chunks.size()), ablock = nchunks * 16 * 4 * p.R;
+  const int64_t nchunks = static_cast<int64_t>(p.chunks.size()), ablock = nchunks * 16 * 64;
   const int64_t esize = static_cast<int64_t>(dtype_size(Y.dtype())), P = g.OH * g.OW;
   char* y = static_cast<char*>(Y.raw());
   // Rows of a group: their sums, OW per row, one after the other as in the
   // output, so that one epilogue call per channel block finishes them.
-  const int64_t group = std::max<int64_t>(1, kAccOutputs / g.OW), ld = group * g.OW + 16;
+  const int64_t group = std::max<int64_t>(1, kAccOutputs / g.OW);
+  const int64_t ld = (group * g.OW + 31) / 16 * 16;  // + a tile's slack, whole 64 bytes
   for (int64_t r0 = oh0; r0 < oh1; r0 += group) {
     const int64_t rows = std::min(group, oh1 - r0), ntiles = rows * g.tiles_per_row;
     // Tile t: output row r0 + t / tiles_per_row, columns 16 (t % tiles_per_row) on.
     const auto tile_b = [&](int64_t t) {
       const int64_t r = r0 - oh0 + t / g.tiles_per_row, ow = t % g.tiles_per_row * 16;
-      return buf + r * s.sh * p.nq * g.Wq + ow;
+      return buf + r * s.sh * p.nq * g.Ws + ow;
     };
     const auto tile_acc = [&](int64_t t) {
       return acc + t / g.tiles_per_row * g.OW + t % g.tiles_per_row * 16;
@@ -424,15 +549,15 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
         const int64_t t1 = std::min(t + 1, ntiles - 1);  // an odd last tile: computed twice
         if (two) {
           amx_tiles<kSigned, true>(p, a, a + ablock, init, tile_b(t), tile_b(t1), g.plane_words,
-                                   g.Wq, tile_acc(t), tile_acc(t1), ld);
+                                   g.Ws, tile_acc(t), tile_acc(t1), ld);
         } else {
-          amx_tiles<kSigned, false>(p, a, nullptr, init, tile_b(t), tile_b(t1), g.plane_words, g.Wq,
+          amx_tiles<kSigned, false>(p, a, nullptr, init, tile_b(t), tile_b(t1), g.plane_words, g.Ws,
                                     tile_acc(t), tile_acc(t1), ld);
         }
       }
       const int64_t c0 = mb * 16, nrows = std::min<int64_t>(two ? 32 : 16, s.M - c0);
-      k.finish(e, c0, nrows, acc, ld, rows * g.OW, y + ((n * s.M + c0) * P + r0 * g.OW) * esize, P,
-               1);
+      finish_group(e, k, c0, nrows, acc, ld, rows * g.OW,
+                   y + ((n * s.M + c0) * P + r0 * g.OW) * esize, P);
     }
   }
 }
@@ -446,32 +571,34 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   if (g.N == 0 || g.OH == 0 || g.OW == 0) return Status::ok();
   g_amx_runs.fetch_add(1, std::memory_order_relaxed);
   g.tiles_per_row = ceil_div(g.OW, 16);
-  g.Wq = g.tiles_per_row * 16 + (s.KW - 1) * s.dw / s.sw;
+  g.Wq = g.tiles_per_row * 16;
+  g.Ws = (g.Wq + p.max_col + 15) / 16 * 16;
+  const int64_t nplanes = static_cast<int64_t>(p.base_rw.size() + p.copies.size());
   // Output rows per task: the laid-out rows within ~64 KB, and enough tasks
   // for the threads (at least 8 where the output has the rows).
-  const int64_t row_bytes = static_cast<int64_t>(p.phase_rw.size()) * p.nq * g.Wq * 4;
+  const int64_t row_bytes = nplanes * p.nq * g.Ws * 4;
   const int64_t span = (s.KH - 1) * s.dh + 1;
   int64_t r = std::max<int64_t>(1, ((int64_t{64} << 10) / row_bytes - span) / s.sh + 1);
   r = std::min(r, g.OH);
   while (r > 1 && g.N * ceil_div(g.OH, r) < 8) r = ceil_div(r, 2);
   g.rows_per_task = r;
   g.rows_in = (r - 1) * s.sh + span;
-  g.plane_words = (g.rows_in * p.nq + 16) * g.Wq;  // + slack rows the last chunk reads
+  g.plane_words = (g.rows_in * p.nq + 16) * g.Ws;  // + slack rows the last chunk reads
   const int64_t per_image = ceil_div(g.OH, r);
-  const int64_t words = static_cast<int64_t>(p.phase_rw.size()) * g.plane_words;
+  const int64_t words = nplanes * g.plane_words;
   const TileConfig cfg = tile_config(p.R);
   // The epilogue's sums: 32 channels of a row group (amx_task), and the slack
   // of its last tile's columns.
-  const int64_t acc_words = 32 * (std::max<int64_t>(1, kAccOutputs / g.OW) * g.OW + 16);
+  const int64_t acc_words = 32 * ((std::max<int64_t>(1, kAccOutputs / g.OW) * g.OW + 31) / 16 * 16);
   const bool is_signed = s.xdtype == DType::kInt8;
   tbb::parallel_for(
       tbb::blocked_range<int64_t>(0, g.N * per_image),
       [&](const tbb::blocked_range<int64_t>& range) {
         // Per-thread scratch; its slack rows keep whatever was there (zeros at
         // first), which only zero weights multiply.
-        thread_local std::vector<uint32_t> buf;
+        thread_local AlignedVec<uint32_t> buf;
         thread_local std::vector<uint8_t> zeros;
-        thread_local std::vector<int32_t> acc;
+        thread_local AlignedVec<int32_t> acc;
         if (static_cast<int64_t>(buf.size()) < words) buf.resize(words, 0);
         if (static_cast<int64_t>(acc.size()) < acc_words) acc.resize(acc_words);
         if (static_cast<int64_t>(zeros.size()) < g.W + 64) zeros.resize(g.W + 64, 0);
