@@ -361,6 +361,14 @@ TEST(OptimizedKernels, Conv2dAmxEqualsReference) {
         s.C = i % 3 == 0 ? rand_int(rng, 1, 8) : rand_int(rng, 9, 80);
         s.M = i % 4 == 0 ? rand_int(rng, 1, 16) : rand_int(rng, 17, 70);
         s.W = std::max<int64_t>(s.W, 1) + rand_int(rng, 0, 50);
+        if (i % 5 == 1) {  // pointwise: planes laid out as rows of a width dividing H * W
+          s.KH = s.KW = 1;
+          s.strides = {1, 1};
+          s.dil = {1, 1};
+          s.pads = {0, 0, 0, 0};
+          s.H = rand_int(rng, 1, 12);
+          s.W = i % 2 ? 16 * rand_int(rng, 1, 8) : rand_int(rng, 1, 40);
+        }
         return s;
       },
       tally);

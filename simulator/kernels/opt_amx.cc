@@ -570,17 +570,38 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   g.N = X.dim(0), g.H = X.dim(2), g.W = X.dim(3), g.OH = Y.dim(2), g.OW = Y.dim(3);
   if (g.N == 0 || g.OH == 0 || g.OW == 0) return Status::ok();
   g_amx_runs.fetch_add(1, std::memory_order_relaxed);
+  if (s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 &&
+      g.OH == g.H && g.OW == g.W) {
+    // Pointwise: pixel i of a plane maps to output i, so the plane is laid out
+    // as rows of any width dividing it: the largest multiple of 16 up to 128
+    // (whole tiles), else one row (an 8x8 image: one row of 64, not 8 half
+    // tiles).
+    const int64_t hw = g.H * g.W;
+    int64_t w = hw;
+    for (int64_t c = 128; c >= 16; c -= 16) {
+      if (hw % c == 0) {
+        w = c;
+        break;
+      }
+    }
+    g.W = g.OW = w;
+    g.H = g.OH = hw / w;
+  }
   g.tiles_per_row = ceil_div(g.OW, 16);
   g.Wq = g.tiles_per_row * 16;
   g.Ws = (g.Wq + p.max_col + 15) / 16 * 16;
   const int64_t nplanes = static_cast<int64_t>(p.base_rw.size() + p.copies.size());
   // Output rows per task: the laid-out rows within ~64 KB, and enough tasks
-  // for the threads (at least 8 where the output has the rows).
+  // for the threads: one per 1M multiply-accumulates up to 8 (a task has a
+  // fixed cost, the tile configuration and scheduling, that a small
+  // convolution at batch 1 would pay many times over).
   const int64_t row_bytes = nplanes * p.nq * g.Ws * 4;
   const int64_t span = (s.KH - 1) * s.dh + 1;
   int64_t r = std::max<int64_t>(1, ((int64_t{64} << 10) / row_bytes - span) / s.sh + 1);
   r = std::min(r, g.OH);
-  while (r > 1 && g.N * ceil_div(g.OH, r) < 8) r = ceil_div(r, 2);
+  const int64_t macs = g.N * g.OH * g.OW * s.M * s.C * s.KH * s.KW;
+  const int64_t want = std::clamp<int64_t>(macs >> 20, 1, 8);
+  while (r > 1 && g.N * ceil_div(g.OH, r) < want) r = ceil_div(r, 2);
   g.rows_per_task = r;
   g.rows_in = (r - 1) * s.sh + span;
   g.plane_words = (g.rows_in * p.nq + 16) * g.Ws;  // + slack rows the last chunk reads
