@@ -342,7 +342,11 @@ __attribute__((always_inline)) QEVAL_AMX inline void quad_row(const uint8_t* c0,
 // The geometry of one run.
 struct AmxGeom {
   // Wq: the words a tile row reads (whole tiles); Ws: the planes' row stride.
-  int64_t N, H, W, OH, OW, Wq, Ws, rows_per_task, rows_in, plane_words, tiles_per_row;
+  int64_t N, H, W, OH, OW, Wq, Ws, rows_per_task, rows_in, tiles_per_row;
+  // Where plane k starts in a task's scratch and its row stride (base planes
+  // Ws, copies Wq words); per chunk, its first B row's offset and stride.
+  std::vector<int64_t> plane_off, plane_stride, chunk_off, chunk_stride;
+  int64_t words = 0;  // the scratch of a task
 };
 
 // Lays out padded input rows ih0 .. ih0 + rows_in - 1 of image n into the
@@ -361,7 +365,7 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
     const int64_t j_hi = std::clamp<int64_t>(ceil_div(g.W + s.pl - rw, s.sw), j_lo, width);
     const int64_t x0 = j_lo * s.sw + rw - s.pl;
     const RowPlan plan = row_plan(s.sw, j_hi - j_lo);
-    uint32_t* plane = dst + ph * g.plane_words;
+    uint32_t* plane = dst + g.plane_off[ph];
     for (int64_t il = 0; il < g.rows_in; ++il) {
       const int64_t y = ih0 + il - s.pt;
       uint32_t* row = plane + il * p.nq * g.Ws;
@@ -389,9 +393,9 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
   // The shifted copies: Wq words of each row, from word col of the base row.
   for (size_t k = 0; k < p.copies.size(); ++k) {
     const auto [base, col] = p.copies[k];
-    const uint32_t* src = dst + base * g.plane_words + col;
-    uint32_t* out = dst + (p.base_rw.size() + k) * g.plane_words;
-    for (int64_t r = 0; r < rows; ++r, src += g.Ws, out += g.Ws) {
+    const uint32_t* src = dst + g.plane_off[base] + col;
+    uint32_t* out = dst + g.plane_off[p.base_rw.size() + k];
+    for (int64_t r = 0; r < rows; ++r, src += g.Ws, out += g.Wq) {
       for (int64_t j = 0; j < g.Wq; j += 16) {
         _mm512_store_si512(out + j, _mm512_loadu_si512(src + j));
       }
@@ -400,26 +404,30 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
 }
 
 // The sums of one or two 16-channel blocks (A tiles at a, a2) over two tiles of
-// 16 outputs (B rows at b0, b1), stored as 16 rows `ld` words apart: block 0's
+// 16 outputs (chunk j's B rows of tile i at b + chunk_off[j] + rb_i *
+// chunk_stride[j] + ow_i), stored as 16 rows `ld` words apart: block 0's
 // at acc0 (tile b0) and acc1 (tile b1), block 1's 16 rows further on. The
 // tiles are stored in that order, so that a tile's columns past the output
 // row's end, which land on the next tile's first columns, are overwritten.
 template <bool kSigned, bool kTwoBlocks>
 QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, const int32_t* init,
-                         const uint32_t* b0, const uint32_t* b1, int64_t plane_words, int64_t Ws,
-                         int32_t* acc0, int32_t* acc1, int64_t ld) {
-  const int64_t kb = 64, bstride = Ws * 4;
+                         const uint32_t* b, const AmxGeom& g, int64_t rb0, int64_t ow0, int64_t rb1,
+                         int64_t ow1, int32_t* acc0, int32_t* acc1, int64_t ld) {
+  constexpr int64_t kb = 64;
+  const int64_t* coff = g.chunk_off.data();
+  const int64_t* cstr = g.chunk_stride.data();
   _tile_loadd(0, init, 64);
   _tile_loadd(1, init, 64);
   if constexpr (kTwoBlocks) {
     _tile_loadd(2, init + 256, 64);
     _tile_loadd(3, init + 256, 64);
   }
-  for (const AmxConv::Chunk& ch : p.chunks) {
-    const int64_t off = ch.plane * plane_words + ch.row * Ws;
+  const int64_t nchunks = static_cast<int64_t>(p.chunks.size());
+  for (int64_t j = 0; j < nchunks; ++j) {
+    const int64_t st = cstr[j];
     _tile_loadd(4, a, kb);
-    _tile_loadd(6, b0 + off, bstride);
-    _tile_loadd(7, b1 + off, bstride);
+    _tile_loadd(6, b + coff[j] + rb0 * st + ow0, st * 4);
+    _tile_loadd(7, b + coff[j] + rb1 * st + ow1, st * 4);
     if constexpr (kSigned) {
       _tile_dpbssd(0, 4, 6);
       _tile_dpbssd(1, 4, 7);
@@ -534,10 +542,9 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
   for (int64_t r0 = oh0; r0 < oh1; r0 += group) {
     const int64_t rows = std::min(group, oh1 - r0), ntiles = rows * g.tiles_per_row;
     // Tile t: output row r0 + t / tiles_per_row, columns 16 (t % tiles_per_row) on.
-    const auto tile_b = [&](int64_t t) {
-      const int64_t r = r0 - oh0 + t / g.tiles_per_row, ow = t % g.tiles_per_row * 16;
-      return buf + r * s.sh * p.nq * g.Ws + ow;
-    };
+    // Its B rows: after row (r0 - oh0 + t / tiles_per_row) * sh * nq of a plane.
+    const auto tile_rb = [&](int64_t t) { return (r0 - oh0 + t / g.tiles_per_row) * s.sh * p.nq; };
+    const auto tile_ow = [&](int64_t t) { return t % g.tiles_per_row * 16; };
     const auto tile_acc = [&](int64_t t) {
       return acc + t / g.tiles_per_row * g.OW + t % g.tiles_per_row * 16;
     };
@@ -548,11 +555,11 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
       for (int64_t t = 0; t < ntiles; t += 2) {
         const int64_t t1 = std::min(t + 1, ntiles - 1);  // an odd last tile: computed twice
         if (two) {
-          amx_tiles<kSigned, true>(p, a, a + ablock, init, tile_b(t), tile_b(t1), g.plane_words,
-                                   g.Ws, tile_acc(t), tile_acc(t1), ld);
+          amx_tiles<kSigned, true>(p, a, a + ablock, init, buf, g, tile_rb(t), tile_ow(t),
+                                   tile_rb(t1), tile_ow(t1), tile_acc(t), tile_acc(t1), ld);
         } else {
-          amx_tiles<kSigned, false>(p, a, nullptr, init, tile_b(t), tile_b(t1), g.plane_words, g.Ws,
-                                    tile_acc(t), tile_acc(t1), ld);
+          amx_tiles<kSigned, false>(p, a, nullptr, init, buf, g, tile_rb(t), tile_ow(t),
+                                    tile_rb(t1), tile_ow(t1), tile_acc(t), tile_acc(t1), ld);
         }
       }
       const int64_t c0 = mb * 16, nrows = std::min<int64_t>(two ? 32 : 16, s.M - c0);
@@ -570,8 +577,8 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   g.N = X.dim(0), g.H = X.dim(2), g.W = X.dim(3), g.OH = Y.dim(2), g.OW = Y.dim(3);
   if (g.N == 0 || g.OH == 0 || g.OW == 0) return Status::ok();
   g_amx_runs.fetch_add(1, std::memory_order_relaxed);
-  if (s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 &&
-      g.OH == g.H && g.OW == g.W) {
+  if (s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 && g.OH == g.H &&
+      g.OW == g.W) {
     // Pointwise: pixel i of a plane maps to output i, so the plane is laid out
     // as rows of any width dividing it: the largest multiple of 16 up to 128
     // (whole tiles), else one row (an 8x8 image: one row of 64, not 8 half
@@ -595,7 +602,8 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   // for the threads: one per 1M multiply-accumulates up to 8 (a task has a
   // fixed cost, the tile configuration and scheduling, that a small
   // convolution at batch 1 would pay many times over).
-  const int64_t row_bytes = nplanes * p.nq * g.Ws * 4;
+  const int64_t nbases = static_cast<int64_t>(p.base_rw.size());
+  const int64_t row_bytes = (nbases * g.Ws + (nplanes - nbases) * g.Wq) * p.nq * 4;
   const int64_t span = (s.KH - 1) * s.dh + 1;
   int64_t r = std::max<int64_t>(1, ((int64_t{64} << 10) / row_bytes - span) / s.sh + 1);
   r = std::min(r, g.OH);
@@ -604,9 +612,18 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   while (r > 1 && g.N * ceil_div(g.OH, r) < want) r = ceil_div(r, 2);
   g.rows_per_task = r;
   g.rows_in = (r - 1) * s.sh + span;
-  g.plane_words = (g.rows_in * p.nq + 16) * g.Ws;  // + slack rows the last chunk reads
+  for (int64_t k = 0; k < nplanes; ++k) {
+    const int64_t st = k < nbases ? g.Ws : g.Wq;
+    g.plane_off.push_back(g.words);
+    g.plane_stride.push_back(st);
+    g.words += (g.rows_in * p.nq + 16) * st;  // + slack rows the last chunk reads
+  }
+  for (const AmxConv::Chunk& ch : p.chunks) {
+    g.chunk_off.push_back(g.plane_off[ch.plane] + ch.row * g.plane_stride[ch.plane]);
+    g.chunk_stride.push_back(g.plane_stride[ch.plane]);
+  }
   const int64_t per_image = ceil_div(g.OH, r);
-  const int64_t words = nplanes * g.plane_words;
+  const int64_t words = g.words;
   const TileConfig cfg = tile_config(p.R);
   // The epilogue's sums: 32 channels of a row group (amx_task), and the slack
   // of its last tile's columns.
