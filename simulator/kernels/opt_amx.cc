@@ -84,6 +84,12 @@ struct AmxConv {
   // rw = kw dw % sw from word col = kw dw / sw on: col 0 is the base plane
   // itself, any other col a copy of the base rows shifted by col words, so
   // that every B tile row starts on whole 64 bytes.
+  // Fewer than 4 input channels: the quads hold (tap column, channel) pairs
+  // instead, u = kw * C + c, each byte the input at column j * sw + kw * dw
+  // - pl; one plane, as if KW were 1 (an RGB or grey stem: one quad row per
+  // kh instead of a quarter-used quad per kh and kw).
+  bool fold = false;
+  alignas(64) uint8_t fold_index[64] = {};          // C = 1, sw = 1: byte 4p + b = p + b dw
   std::vector<int64_t> base_rw;                     // planes 0 .. bases - 1
   std::vector<std::pair<int64_t, int64_t>> copies;  // the next planes: (base, col)
   int64_t max_col = 0;
@@ -141,8 +147,14 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
   }
   auto p = std::make_shared<AmxConv>();
   p->s = s;
-  p->nq = ceil_div(s.C, 4);
+  p->fold = s.C < 4 && s.KW > 1;
+  const int64_t Cq = p->fold ? s.C * s.KW : s.C, KWp = p->fold ? 1 : s.KW;  // quad bytes, planes
+  p->nq = ceil_div(Cq, 4);
   p->MB = ceil_div(s.M, 16);
+  for (int64_t q = 0; q < 16; ++q)
+    for (int64_t b = 0; b < 4; ++b) {
+      p->fold_index[4 * q + b] = static_cast<uint8_t>(b < s.KW ? (q + b * s.dw) & 63 : 0);
+    }
   p->pad = static_cast<uint8_t>(s.zx);
   // Rows of one chunk sequence: all (kh, q) when rows are undilated, else the
   // nq quads of one kh.
@@ -155,15 +167,15 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
   };
   std::vector<std::vector<Row>> rows;  // per chunk
   std::vector<int64_t> chunk_kw;
-  for (int64_t kw = 0; kw < s.KW; ++kw) {
-    const int64_t rw = kw * s.dw % s.sw, col = kw * s.dw / s.sw;
+  for (int64_t kw = 0; kw < KWp; ++kw) {
+    const int64_t rw = p->fold ? 0 : kw * s.dw % s.sw, col = p->fold ? 0 : kw * s.dw / s.sw;
     auto it = std::find(p->base_rw.begin(), p->base_rw.end(), rw);
     if (it == p->base_rw.end()) it = p->base_rw.insert(p->base_rw.end(), rw);
     p->max_col = std::max(p->max_col, col);
   }
   std::vector<int64_t> plane_of;
-  for (int64_t kw = 0; kw < s.KW; ++kw) {
-    const int64_t rw = kw * s.dw % s.sw, col = kw * s.dw / s.sw;
+  for (int64_t kw = 0; kw < KWp; ++kw) {
+    const int64_t rw = p->fold ? 0 : kw * s.dw % s.sw, col = p->fold ? 0 : kw * s.dw / s.sw;
     const int64_t base = std::find(p->base_rw.begin(), p->base_rw.end(), rw) - p->base_rw.begin();
     if (col == 0) {
       plane_of.push_back(base);
@@ -172,7 +184,7 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
       p->copies.emplace_back(base, col);
     }
   }
-  for (int64_t kw = 0; kw < s.KW; ++kw) {
+  for (int64_t kw = 0; kw < KWp; ++kw) {
     for (int64_t kh0 = 0; kh0 < (s.dh == 1 ? 1 : s.KH); ++kh0) {
       for (int64_t c = 0; c < nch; ++c) {
         std::vector<Row> rs(p->R, Row{-1, -1});
@@ -199,10 +211,11 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
           const Row rr = rows[j][r];
           if (rr.kh < 0) continue;
           for (int64_t i = 0; i < 4; ++i) {
-            const int64_t ch = 4 * rr.q + i;
-            if (ch >= s.C) continue;
+            const int64_t u = 4 * rr.q + i;  // quad byte: channel, or (kw, channel) folded
+            if (u >= Cq) continue;
+            const int64_t ch = p->fold ? u % s.C : u, tw = p->fold ? u / s.C : kw;
             at[m * kb + 4 * r + i] =
-                static_cast<int8_t>(w[(mb * 16 + m) * K + (ch * s.KH + rr.kh) * s.KW + kw]);
+                static_cast<int8_t>(w[(mb * 16 + m) * K + (ch * s.KH + rr.kh) * s.KW + tw]);
           }
         }
     }
@@ -348,6 +361,55 @@ struct AmxGeom {
   std::vector<int64_t> plane_off, plane_stride, chunk_off, chunk_stride;
   int64_t words = 0;  // the scratch of a task
 };
+
+// The folded layout (AmxConv::fold): one plane, byte b of word j of quad q
+// the input of channel u % C at column j * sw + (u / C) * dw - pl, u = 4q + b
+// (z_x outside the image; 0 past the C * KW pairs, whose weights are 0). One
+// input channel at stride 1: 16 words from one masked 64-byte load (padding
+// lanes z_x) and one vpermb.
+QEVAL_AMX void layout_rows_folded(const AmxConv& p, const AmxGeom& g, const uint8_t* x, int64_t n,
+                                  int64_t ih0, uint32_t* dst) {
+  const AmxConvSpec& s = p.s;
+  const uint32_t padq = uint32_t{p.pad} * 0x01010101u;
+  const bool fast = s.C == 1 && s.sw == 1 && s.KW <= 4 && 15 + (s.KW - 1) * s.dw < 64;
+  const __m512i idx = _mm512_load_si512(p.fold_index),
+                padv = _mm512_set1_epi8(static_cast<char>(p.pad));
+  for (int64_t il = 0; il < g.rows_in; ++il) {
+    const int64_t y = ih0 + il - s.pt;
+    uint32_t* row = dst + il * p.nq * g.Ws;
+    if (y < 0 || y >= g.H) {
+      std::fill_n(row, p.nq * g.Ws, padq);
+      continue;
+    }
+    if (fast) {
+      const uint8_t* xr = x + (n * g.H + y) * g.W;
+      for (int64_t j0 = 0; j0 < g.Wq; j0 += 16) {
+        // Lanes t: column j0 - pl + t, loaded where it is in the image.
+        const int64_t x0 = j0 - s.pl, lo = std::max<int64_t>(0, -x0),
+                      hi = std::min<int64_t>(64, g.W - x0);
+        const __mmask64 m = hi <= lo ? 0 : mask64(hi) & ~mask64(lo);
+        const auto* at = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(xr) + x0);
+        const __m512i v = _mm512_mask_loadu_epi8(padv, m, at);
+        _mm512_store_si512(row + j0, _mm512_permutexvar_epi8(idx, v));
+      }
+      continue;
+    }
+    for (int64_t q = 0; q < p.nq; ++q)
+      for (int64_t j = 0; j < g.Wq; ++j) {
+        uint32_t word = 0;
+        for (int64_t b = 0; b < 4; ++b) {
+          const int64_t u = 4 * q + b;
+          uint32_t v = p.pad;
+          if (u < s.C * s.KW) {
+            const int64_t c = u % s.C, col = j * s.sw + u / s.C * s.dw - s.pl;
+            if (col >= 0 && col < g.W) v = x[((n * s.C + c) * g.H + y) * g.W + col];
+          }
+          word |= v << (8 * b);
+        }
+        row[q * g.Ws + j] = word;
+      }
+  }
+}
 
 // Lays out padded input rows ih0 .. ih0 + rows_in - 1 of image n into the
 // planes at dst.
@@ -530,7 +592,11 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
                         const Epilogue& e, int64_t n, int64_t oh0, int64_t oh1, uint32_t* buf,
                         int32_t* acc, const uint8_t* zeros) {
   const AmxConvSpec& s = p.s;
-  layout_rows(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, zeros, buf);
+  if (p.fold) {
+    layout_rows_folded(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, buf);
+  } else {
+    layout_rows(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, zeros, buf);
+  }
   const IsaKernels& k = kernels(Isa::kAvx512Vnni);
   const int64_t nchunks = static_cast<int64_t>(p.chunks.size()), ablock = nchunks * 16 * 64;
   const int64_t esize = static_cast<int64_t>(dtype_size(Y.dtype())), P = g.OH * g.OW;
