@@ -17,7 +17,7 @@ def cpu_line():
         k, _, v = line.partition(":")
         info.setdefault(k.strip(), v.strip())
     flags = info.get("flags", "").split()
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     return f"{info.get('model name', platform.machine())}, {os.cpu_count()} CPUs, {info.get('cpu MHz', '?')} MHz, " \
            f"{' '.join(isa) or 'no AVX2'}"
 
