@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 
 namespace qeval {
 
@@ -80,6 +81,18 @@ inline void fq_scalar(const float* x, float sc, float zc, float qmin, float qmax
   }
 }
 
+// The 8 bool bytes (0 or 1) of an 8-bit lane mask, as one 8-byte store.
+struct MaskBytes {
+  uint64_t v[256];
+  MaskBytes() {
+    for (int m = 0; m < 256; ++m) {
+      v[m] = 0;
+      for (int k = 0; k < 8; ++k) v[m] |= uint64_t((m >> k) & 1) << (8 * k);
+    }
+  }
+};
+const MaskBytes kMaskBytes;
+
 // The same with AVX2, 8 lanes: the same IEEE operations (division, rounding
 // to an integer, additions, comparisons), so the same bits; no FMA.
 template <RoundingMode M>
@@ -111,8 +124,8 @@ __attribute__((target("avx2"))) void fq_avx2(const float* x, float sc, float zc,
     const __m256 q = _mm256_blendv_ps(_mm256_blendv_ps(r, hi, above), lo, below);
     const __m256 qz = _mm256_sub_ps(q, z);
     _mm256_storeu_ps(out + i, _mm256_mul_ps(qz, s));
-    const int bits = _mm256_movemask_ps(in);
-    for (int k = 0; k < 8; ++k) inside[i + k] = (bits >> k) & 1;
+    const uint64_t bytes = kMaskBytes.v[_mm256_movemask_ps(in)];
+    std::memcpy(inside + i, &bytes, 8);
     if (local) _mm256_storeu_ps(local + i, _mm256_blendv_ps(qz, _mm256_sub_ps(qz, v), in));
   }
   fq_scalar<M>(x, sc, zc, qmin, qmax, i, e, out, inside, local);
@@ -158,6 +171,17 @@ std::array<torch::Tensor, 3> fused_fake_quant(const torch::Tensor& x, const torc
   return {out, inside, local};
 }
 
+// out[i] = g[i] * float(inside[i]) 8 at a time from b; returns where it stopped.
+__attribute__((target("avx2"))) int64_t masked_grad_avx2(const float* g, const bool* in, float* out, int64_t b,
+                                                         int64_t e) {
+  for (; b + 8 <= e; b += 8) {
+    const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + b));
+    const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m));
+    _mm256_storeu_ps(out + b, _mm256_mul_ps(_mm256_loadu_ps(g + b), f));
+  }
+  return b;
+}
+
 // g · inside (the STE gradient): one pass when both are dense in the same
 // memory order, else the tensor expression; the same float multiply either way.
 torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& inside) {
@@ -169,7 +193,9 @@ torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& inside) {
   const float* gp = g.data_ptr<float>();
   const bool* in = inside.data_ptr<bool>();
   float* out = dx.data_ptr<float>();
+  static const bool avx2 = __builtin_cpu_supports("avx2");
   at::parallel_for(0, g.numel(), 16384, [&](int64_t b, int64_t e) {
+    if (avx2) b = masked_grad_avx2(gp, in, out, b, e);
     for (int64_t i = b; i < e; ++i) out[i] = gp[i] * static_cast<float>(in[i]);
   });
   return dx;
