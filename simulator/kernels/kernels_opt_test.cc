@@ -344,8 +344,9 @@ TEST(OptimizedKernels, Conv2dRandomCasesEqualReference) {
 // amx mode too; this one draws the shapes that exercise its layout and tiling
 // (several 16-row chunks, dilated chunks, channel counts not a multiple of 4
 // or 16, odd numbers of 16-channel blocks and of 16-output tiles, stride-2 rows
-// with vector and scalar tails, outputs narrower than a tile) and sums near
-// the int32 bound, and checks that AMX ran them.
+// with vector and scalar tails, outputs narrower than a tile, pointwise planes
+// re-cut into rows, stems with folded tap columns) and large sums (6400
+// products of extreme inputs and weights), and checks that AMX ran them.
 TEST(OptimizedKernels, Conv2dAmxEqualsReference) {
   if (!kernel_mode_supported(KernelMode::kAmx)) {
     GTEST_SKIP() << "this CPU (or kernel) lacks AMX-INT8 tiles: the amx kernels were not executed";

@@ -471,6 +471,19 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
 // at acc0 (tile b0) and acc1 (tile b1), block 1's 16 rows further on. The
 // tiles are stored in that order, so that a tile's columns past the output
 // row's end, which land on the next tile's first columns, are overwritten.
+// C tiles c0, c1 += A tile a times B tiles 6, 7 (int8 or uint8 inputs). The
+// tile numbers are immediates of the instructions: literals only.
+#define QEVAL_AMX_DP2(kSigned, c0, c1, a) \
+  do {                                    \
+    if constexpr (kSigned) {              \
+      _tile_dpbssd(c0, a, 6);             \
+      _tile_dpbssd(c1, a, 7);             \
+    } else {                              \
+      _tile_dpbsud(c0, a, 6);             \
+      _tile_dpbsud(c1, a, 7);             \
+    }                                     \
+  } while (0)
+
 template <bool kSigned, bool kTwoBlocks>
 QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, const int32_t* init,
                          const uint32_t* b, const AmxGeom& g, int64_t rb0, int64_t ow0, int64_t rb1,
@@ -490,22 +503,10 @@ QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, co
     _tile_loadd(4, a, kb);
     _tile_loadd(6, b + coff[j] + rb0 * st + ow0, st * 4);
     _tile_loadd(7, b + coff[j] + rb1 * st + ow1, st * 4);
-    if constexpr (kSigned) {
-      _tile_dpbssd(0, 4, 6);
-      _tile_dpbssd(1, 4, 7);
-    } else {
-      _tile_dpbsud(0, 4, 6);
-      _tile_dpbsud(1, 4, 7);
-    }
+    QEVAL_AMX_DP2(kSigned, 0, 1, 4);
     if constexpr (kTwoBlocks) {
       _tile_loadd(5, a2, kb);
-      if constexpr (kSigned) {
-        _tile_dpbssd(2, 5, 6);
-        _tile_dpbssd(3, 5, 7);
-      } else {
-        _tile_dpbsud(2, 5, 6);
-        _tile_dpbsud(3, 5, 7);
-      }
+      QEVAL_AMX_DP2(kSigned, 2, 3, 5);
       a2 += 16 * kb;
     }
     a += 16 * kb;
