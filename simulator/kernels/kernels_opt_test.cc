@@ -1042,6 +1042,13 @@ TEST(OptimizedKernels, FloatEpilogueEqualsOutStageOnTiesAndOverflow) {
                                    << " range " << range << " n " << n << " stride " << stride;
               elements += n;
             }
+            if (stride == 1 && kernel_mode_supported(KernelMode::kAmx)) {  // the AMX epilogue
+              std::fill(got.begin(), got.end(), 0);
+              kern::opt::amx_finish(e, 0, 1, sums.data(), 0, n, got.data(), 0);
+              ASSERT_EQ(got, want) << "amx " << dtype_name(yd) << " scale " << scale << " zp "
+                                   << zp << " range " << range << " n " << n;
+              elements += n;
+            }
           }
         }
       }

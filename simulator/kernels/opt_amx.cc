@@ -12,23 +12,28 @@
 // therefore never change a bit. Bias and requantization are the vector
 // epilogue of the other kernels (IsaKernels::finish).
 //
-// Layout. Per image, for each column phase rw of the stride, the padded input
-// rows follow each other; within a row the quads q (input channels 4q .. 4q+3)
-// follow each other, each a run of Wq words: word j holds the four channels at
-// padded column j * sw + rw as bytes. The word of (row ih, quad q, column j) of
-// a phase is at (ih * nq + q) * Wq + j, so for one tap column kw the B rows
-// (kh, q), kh = 0 .. KH - 1 (undilated rows), lie at one constant stride of Wq
-// words: rows f = kh * nq + q of the flat sequence, f * Wq words after row
-// oh * sh of output row oh. That sequence is cut into chunks of at most 16 B
-// rows (a tile's K of at most 64 bytes); the weights of each chunk are an A
-// tile of 16 output channels. Dilated rows make a chunk sequence per (kw, kh).
-// A C tile is 16 output channels x 16 consecutive outputs of one output row.
+// Layout. Per image, for each column phase rw of the stride, a base plane:
+// the padded input rows follow each other; within a row the quads q (input
+// channels 4q .. 4q+3) follow each other, Ws words apart (a multiple of 16),
+// word j holding the four channels' bytes at padded column j * sw + rw. Tap
+// column kw reads phase kw * dw % sw from word col = kw * dw / sw on: col 0 is
+// the base plane itself, any other col a copy of the base rows shifted by col
+// words (Wq = whole tiles of words a row), so that every tile row starts on
+// whole 64 bytes. In a plane the B rows (kh, q), kh = 0 .. KH - 1 (undilated
+// rows), of output row oh lie one stride apart: rows f = kh * nq + q of a flat
+// sequence after row oh * sh * nq. That sequence is cut into chunks of at most
+// 16 B rows (a tile's K of at most 64 bytes); the weights of each chunk are an
+// A tile of 16 output channels. Dilated rows make a chunk sequence per
+// (kw, kh). Fewer than 4 input channels fold the tap columns into the quads
+// (AmxConv::fold); pointwise convolutions re-cut a plane into rows of a width
+// that fills whole tiles. A C tile is 16 output channels x 16 consecutive
+// outputs of one output row.
 //
 // Work: a task is one image's range of output rows: it lays out the input rows
-// they read into per-thread scratch (L1/L2-sized), then computes every tile of
+// they read into per-thread scratch (~64 KB), then computes every tile of
 // them, two C tiles of pixels x up to two blocks of 16 channels at a time (the
-// eight tile registers: 4 C, 2 A, 2 B), and hands each tile's sums to the
-// epilogue, which writes the NCHW output directly.
+// eight tile registers: 4 C, 2 A, 2 B), stores them in output order and runs
+// the epilogue over groups of rows, writing the NCHW output directly.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -568,23 +573,6 @@ QEVAL_AMX void finish_float8(const Epilogue& e, const IsaKernels& other, int64_t
   }
 }
 
-// The epilogue of rows c0 .. c0 + rows of a row group (n outputs each, their
-// sums ld words apart) into dst (element (r, i) at r * P + i).
-QEVAL_AMX void finish_group(const Epilogue& e, const IsaKernels& k, int64_t c0, int64_t rows,
-                            const int32_t* acc, int64_t ld, int64_t n, char* dst, int64_t P) {
-  if (!e.st.raw && e.st.rq.scheme == RequantScheme::kFloat && e.dtype == e.st.y.dtype) {
-    if (e.dtype == DType::kUInt8) {
-      finish_float8(e, k, c0, rows, acc, ld, n, reinterpret_cast<uint8_t*>(dst), P);
-      return;
-    }
-    if (e.dtype == DType::kInt8) {
-      finish_float8(e, k, c0, rows, acc, ld, n, reinterpret_cast<int8_t*>(dst), P);
-      return;
-    }
-  }
-  k.finish(e, c0, rows, acc, ld, n, dst, P, 1);
-}
-
 // Output rows per epilogue call: their sums of 32 channels within ~32 KB.
 constexpr int64_t kAccOutputs = 256;
 
@@ -598,7 +586,6 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
   } else {
     layout_rows(p, g, static_cast<const uint8_t*>(X.raw()), n, oh0 * s.sh, zeros, buf);
   }
-  const IsaKernels& k = kernels(Isa::kAvx512Vnni);
   const int64_t nchunks = static_cast<int64_t>(p.chunks.size()), ablock = nchunks * 16 * 64;
   const int64_t esize = static_cast<int64_t>(dtype_size(Y.dtype())), P = g.OH * g.OW;
   char* y = static_cast<char*>(Y.raw());
@@ -630,13 +617,31 @@ QEVAL_AMX void amx_task(const AmxConv& p, const AmxGeom& g, const Tensor& X, Ten
         }
       }
       const int64_t c0 = mb * 16, nrows = std::min<int64_t>(two ? 32 : 16, s.M - c0);
-      finish_group(e, k, c0, nrows, acc, ld, rows * g.OW,
-                   y + ((n * s.M + c0) * P + r0 * g.OW) * esize, P);
+      amx_finish(e, c0, nrows, acc, ld, rows * g.OW, y + ((n * s.M + c0) * P + r0 * g.OW) * esize,
+                 P);
     }
   }
 }
 
 }  // namespace
+
+// The epilogue of rows c0 .. c0 + rows of a row group (n outputs each, their
+// sums ld words apart) into dst (element (r, i) at r * P + i).
+QEVAL_AMX void amx_finish(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc,
+                          int64_t ld, int64_t n, void* dst, int64_t P) {
+  const IsaKernels& k = kernels(Isa::kAvx512Vnni);
+  if (!e.st.raw && e.st.rq.scheme == RequantScheme::kFloat && e.dtype == e.st.y.dtype) {
+    if (e.dtype == DType::kUInt8) {
+      finish_float8(e, k, c0, rows, acc, ld, n, static_cast<uint8_t*>(dst), P);
+      return;
+    }
+    if (e.dtype == DType::kInt8) {
+      finish_float8(e, k, c0, rows, acc, ld, n, static_cast<int8_t*>(dst), P);
+      return;
+    }
+  }
+  k.finish(e, c0, rows, acc, ld, n, dst, P, 1);
+}
 
 Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue& e) {
   const AmxConvSpec& s = p.s;
@@ -725,6 +730,10 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
 
 Status amx_run_conv(const AmxConv&, const Tensor&, Tensor&, const Epilogue&) {
   return internal_error("AMX kernels are x86-only");
+}
+void amx_finish(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc, int64_t ld,
+                int64_t n, void* dst, int64_t P) {
+  kernels(Isa::kScalar).finish(e, c0, rows, acc, ld, n, dst, P, 1);
 }
 
 #endif

@@ -236,6 +236,10 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
 Status amx_run_conv(const AmxConv& c, const Tensor& X, Tensor& Y, const Epilogue& e);
 // Convolutions run on AMX in this process (tests check their cases reach it).
 int64_t amx_runs();
+// The AMX kernel's epilogue (where amx_usable()): IsaKernels::finish with
+// stride 1, the float scheme's 8-bit outputs 16 lanes at a time.
+void amx_finish(const Epilogue& e, int64_t c0, int64_t rows, const int32_t* acc, int64_t ld,
+                int64_t n, void* dst, int64_t P);
 
 std::optional<EvalFn> prepare_conv2d_clamped(const KernelArgs& conv, int32_t lo, int32_t hi,
                                              const EvalFn& reference);
