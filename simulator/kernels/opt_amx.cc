@@ -83,23 +83,23 @@ struct AmxConv {
   int64_t R = 0;    // B rows (quads) per chunk: every chunk's K is 4R bytes
   int64_t MB = 0;   // blocks of 16 output channels
   uint8_t pad = 0;  // the byte of a padding position (z_x)
-  // Planes, all rows Ws words apart (a multiple of 16). A base plane per
-  // column phase rw: word j of a row holds padded column j * sw + rw, for
-  // j < Wq + the columns the taps reach past it. Tap column kw reads phase
-  // rw = kw dw % sw from word col = kw dw / sw on: col 0 is the base plane
-  // itself, any other col a copy of the base rows shifted by col words, so
-  // that every B tile row starts on whole 64 bytes.
   // Fewer than 4 input channels: the quads hold (tap column, channel) pairs
   // instead, u = kw * C + c, each byte the input at column j * sw + kw * dw
   // - pl; one plane, as if KW were 1 (an RGB or grey stem: one quad row per
   // kh instead of a quarter-used quad per kh and kw).
   bool fold = false;
-  alignas(64) uint8_t fold_index[64] = {};          // C = 1, sw = 1: byte 4p + b = p + b dw
+  alignas(64) uint8_t fold_index[64] = {};  // fold, C = 1, sw = 1: byte 4p + b = p + b dw
+  // Planes. A base plane per column phase rw (rows Ws words apart, a multiple
+  // of 16): word j of a row holds padded column j * sw + rw, for j < Wq + the
+  // columns the taps reach past it (max_col). Tap column kw reads phase
+  // rw = kw dw % sw from word col = kw dw / sw on: col 0 is the base plane
+  // itself, any other col a copy of the base rows shifted by col words (rows
+  // Wq words apart), so that every B tile row starts on whole 64 bytes.
   std::vector<int64_t> base_rw;                     // planes 0 .. bases - 1
   std::vector<std::pair<int64_t, int64_t>> copies;  // the next planes: (base, col)
   int64_t max_col = 0;
   struct Chunk {
-    int64_t plane, row;  // the tap column's plane, first B row (in rows of Ws words)
+    int64_t plane, row;  // the tap column's plane, first B row (in rows of that plane)
   };
   std::vector<Chunk> chunks;
   AlignedVec<int8_t> a;      // [MB][chunk][16 channels][64 bytes, 4R used]
@@ -156,7 +156,7 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
   const int64_t Cq = p->fold ? s.C * s.KW : s.C, KWp = p->fold ? 1 : s.KW;  // quad bytes, planes
   p->nq = ceil_div(Cq, 4);
   p->MB = ceil_div(s.M, 16);
-  for (int64_t q = 0; q < 16; ++q)
+  for (int64_t q = 0; q < 16 && p->fold; ++q)
     for (int64_t b = 0; b < 4; ++b) {
       p->fold_index[4 * q + b] = static_cast<uint8_t>(b < s.KW ? (q + b * s.dw) & 63 : 0);
     }
@@ -172,21 +172,23 @@ std::shared_ptr<const AmxConv> amx_prepare_conv(const AmxConvSpec& s, const int3
   };
   std::vector<std::vector<Row>> rows;  // per chunk
   std::vector<int64_t> chunk_kw;
+  // Each tap column's phase and column offset (folded: one column, 0 and 0);
+  // the base planes first, then the copies, numbered after all bases.
+  std::vector<int64_t> base_of, col_of, plane_of;
   for (int64_t kw = 0; kw < KWp; ++kw) {
     const int64_t rw = p->fold ? 0 : kw * s.dw % s.sw, col = p->fold ? 0 : kw * s.dw / s.sw;
     auto it = std::find(p->base_rw.begin(), p->base_rw.end(), rw);
     if (it == p->base_rw.end()) it = p->base_rw.insert(p->base_rw.end(), rw);
+    base_of.push_back(it - p->base_rw.begin());
+    col_of.push_back(col);
     p->max_col = std::max(p->max_col, col);
   }
-  std::vector<int64_t> plane_of;
   for (int64_t kw = 0; kw < KWp; ++kw) {
-    const int64_t rw = p->fold ? 0 : kw * s.dw % s.sw, col = p->fold ? 0 : kw * s.dw / s.sw;
-    const int64_t base = std::find(p->base_rw.begin(), p->base_rw.end(), rw) - p->base_rw.begin();
-    if (col == 0) {
-      plane_of.push_back(base);
+    if (col_of[kw] == 0) {
+      plane_of.push_back(base_of[kw]);
     } else {
       plane_of.push_back(static_cast<int64_t>(p->base_rw.size() + p->copies.size()));
-      p->copies.emplace_back(base, col);
+      p->copies.emplace_back(base_of[kw], col_of[kw]);
     }
   }
   for (int64_t kw = 0; kw < KWp; ++kw) {
@@ -360,7 +362,7 @@ __attribute__((always_inline)) QEVAL_AMX inline void quad_row(const uint8_t* c0,
 // The geometry of one run.
 struct AmxGeom {
   // Wq: the words a tile row reads (whole tiles); Ws: the planes' row stride.
-  int64_t N, H, W, OH, OW, Wq, Ws, rows_per_task, rows_in, tiles_per_row;
+  int64_t N, H, W, OH, OW, Wq, Ws, rows_in, tiles_per_row;
   // Where plane k starts in a task's scratch and its row stride (base planes
   // Ws, copies Wq words); per chunk, its first B row's offset and stride.
   std::vector<int64_t> plane_off, plane_stride, chunk_off, chunk_stride;
@@ -470,12 +472,6 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
   }
 }
 
-// The sums of one or two 16-channel blocks (A tiles at a, a2) over two tiles of
-// 16 outputs (chunk j's B rows of tile i at b + chunk_off[j] + rb_i *
-// chunk_stride[j] + ow_i), stored as 16 rows `ld` words apart: block 0's
-// at acc0 (tile b0) and acc1 (tile b1), block 1's 16 rows further on. The
-// tiles are stored in that order, so that a tile's columns past the output
-// row's end, which land on the next tile's first columns, are overwritten.
 // C tiles c0, c1 += A tile a times B tiles 6, 7 (int8 or uint8 inputs). The
 // tile numbers are immediates of the instructions: literals only.
 #define QEVAL_AMX_DP2(kSigned, c0, c1, a) \
@@ -489,6 +485,12 @@ QEVAL_AMX void layout_rows(const AmxConv& p, const AmxGeom& g, const uint8_t* x,
     }                                     \
   } while (0)
 
+// The sums of one or two 16-channel blocks (A tiles at a, a2) over two tiles of
+// 16 outputs (chunk j's B rows of tile i at b + chunk_off[j] + rb_i *
+// chunk_stride[j] + ow_i), stored as 16 rows `ld` words apart: block 0's
+// at acc0 (tile 0) and acc1 (tile 1), block 1's 16 rows further on. The
+// tiles are stored in that order, so that a tile's columns past the output
+// row's end, which land on the next tile's first columns, are overwritten.
 template <bool kSigned, bool kTwoBlocks>
 QEVAL_AMX void amx_tiles(const AmxConv& p, const int8_t* a, const int8_t* a2, const int32_t* init,
                          const uint32_t* b, const AmxGeom& g, int64_t rb0, int64_t ow0, int64_t rb1,
@@ -682,7 +684,6 @@ Status amx_run_conv(const AmxConv& p, const Tensor& X, Tensor& Y, const Epilogue
   const int64_t macs = g.N * g.OH * g.OW * s.M * s.C * s.KH * s.KW;
   const int64_t want = std::clamp<int64_t>(macs >> 20, 1, 8);
   while (r > 1 && g.N * ceil_div(g.OH, r) < want) r = ceil_div(r, 2);
-  g.rows_per_task = r;
   g.rows_in = (r - 1) * s.sh + span;
   for (int64_t k = 0; k < nplanes; ++k) {
     const int64_t st = k < nbases ? g.Ws : g.Wq;

@@ -1085,16 +1085,25 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   cp->pl = pads[1];
   cp->dh = dil[0];
   cp->dw = dil[1];
+  if (group == 1 && uses_amx(a.mode)) {
+    const AmxConvSpec spec{.M = M, .C = Cg, .KH = KH, .KW = KW, .sh = cp->sh, .sw = cp->sw,
+                           .pt = cp->pt, .pl = cp->pl, .dh = cp->dh, .dw = cp->dw,
+                           .xdtype = qx.dtype, .zx = cp->zx};
+    cp->amx = amx_prepare_conv(spec, w->v.data());
+  }
   // One input channel per output channel: a per-tap kernel; one input channel
   // feeding several outputs (a stem) is a GEMM over channel pairs (0 paired).
   cp->depthwise = Cg == 1 && cp->Mg == 1;
   cp->hpair = group == 1 && Cg % 2 == 1 && KW > 1 && !cp->depthwise;
-  cp->wpack = cp->depthwise ? pack_depthwise(*w)
-              : cp->hpair   ? pack_gemm_hpair(*w, M, Cg, KH, KW)
-                            : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  // The other kernels' weights only where AMX does not take the convolution.
+  if (!cp->amx) {
+    cp->wpack = cp->depthwise ? pack_depthwise(*w)
+                : cp->hpair   ? pack_gemm_hpair(*w, M, Cg, KH, KW)
+                              : pack_gemm(*w, group, cp->Mg, Cg, KH * KW);
+  }
   // One input channel per group (depthwise, or a stem over one channel, each
   // input channel feeding Mg outputs): the paired-tap kernel where it applies.
-  if (Cg == 1 && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2)) {
+  if (Cg == 1 && cp->dw == 1 && (cp->sw == 1 || cp->sw == 2) && !cp->amx) {
     cp->dw_pairs = true;
     cp->dwP = (KW + 1) / 2;
     cp->dw_pack = pack_dw_pairs(*w, KH, KW);
@@ -1103,12 +1112,6 @@ std::optional<EvalFn> prepare_conv2d(const KernelArgs& a, const OutStage& st,
   cp->base.dtype = out_dtype(a);
   cp->base.sum_bound = std::move(*bounds);
   cp->base.prepare();
-  if (group == 1 && uses_amx(a.mode)) {
-    const AmxConvSpec spec{.M = M, .C = Cg, .KH = KH, .KW = KW, .sh = cp->sh, .sw = cp->sw,
-                           .pt = cp->pt, .pl = cp->pl, .dh = cp->dh, .dw = cp->dw,
-                           .xdtype = qx.dtype, .zx = cp->zx};
-    cp->amx = amx_prepare_conv(spec, w->v.data());
-  }
   if (group == 1 && KH == 3 && KW == 3 && cp->sh == 1 && cp->sw == 1 && cp->dh == 1 &&
       cp->dw == 1 && Cg >= kWinogradMinChannels && !cp->depthwise && !cp->amx) {
     if (auto u = winograd_weights(*w, Cg, xmax)) {
